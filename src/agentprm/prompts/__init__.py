@@ -1,0 +1,115 @@
+"""Policy/critic prompts (jinja2 templates beside this file) and the answer parser.
+
+The same text goes to the policy (which continues it with an answer) and to the PRM (which reads
+prompt + answer and scores it), so a state–action pair means one string everywhere.
+
+Answer format: `REASON: ... ACTION: ...`, the reason optional.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class Turn:
+    observation: str
+    action: str
+
+
+@dataclass
+class TurnContext:
+    """Everything the agent may condition on at one turn."""
+
+    task: str
+    observation: str
+    admissible_actions: list[str]
+    history: list[Turn] = field(default_factory=list)
+    game_id: str = ""
+    """Which game; scripted agents (the expert) look their plan up by it."""
+    prefix_len: int = 0
+    """Actions replayed before turn 0 (reset-distribution starts)."""
+
+
+@cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=False, autoescape=False
+    )
+
+
+def render(name: str, **values: object) -> str:
+    return _env().get_template(f"{name}.jinja").render(**values).strip()
+
+
+def build_messages(
+    ctx: TurnContext, history_window: int | None = None, explore: bool = False
+) -> list[dict[str, str]]:
+    """Chat messages for one turn. `history_window`: keep the last k turns (None: all).
+    `explore` adds the steered-exploration hint (sample with it, train without it)."""
+    history = ctx.history if history_window is None else ctx.history[-history_window:] if history_window else []
+    system = render("system")
+    if explore:
+        system += "\n" + render("explore")
+    user = render(
+        "turn",
+        task=ctx.task,
+        history=history,
+        observation=ctx.observation,
+        actions=ctx.admissible_actions,
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def format_answer(action: str, reason: str | None = None) -> str:
+    return f"REASON: {reason}\nACTION: {action}" if reason else f"ACTION: {action}"
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    action: str
+    """An admissible command when one matched, else the raw command text (sent as is)."""
+    reason: str | None
+    matched: bool
+    """True when `action` is exactly one of the admissible commands."""
+
+
+_ACTION_RE = re.compile(r"action\s*:\s*(.*)", re.IGNORECASE)
+_REASON_RE = re.compile(r"reason\s*:\s*(.*?)(?=\n?\s*action\s*:|$)", re.IGNORECASE | re.DOTALL)
+_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+
+
+def normalize(command: str) -> str:
+    """Case, spaces and punctuation folded away, for matching model text to admissible commands."""
+    return " ".join(command.lower().translate(_PUNCT).split())
+
+
+def parse_answer(raw: str, admissible: Sequence[str]) -> ParsedAnswer:
+    """The command in a model answer. Takes the text after the last `ACTION:` (first line of it);
+    without that marker, the first non-empty line that is not a REASON line. An exact match after
+    `normalize` maps to the admissible spelling; otherwise the raw command goes to the environment,
+    which answers "Nothing happens." and charges a step. Empty output becomes "look"."""
+    reason_m = _REASON_RE.search(raw)
+    reason = reason_m.group(1).strip() or None if reason_m else None
+    matches = _ACTION_RE.findall(raw)
+    if matches:
+        candidate = matches[-1].strip().splitlines()[0] if matches[-1].strip() else ""
+    else:
+        lines = [ln.strip() for ln in raw.splitlines() if ln.strip()]
+        lines = [ln for ln in lines if not ln.lower().startswith("reason")]
+        candidate = lines[0] if lines else ""
+    candidate = candidate.strip().strip("\"'`").rstrip(".").strip()
+    by_norm = {normalize(a): a for a in admissible}
+    hit = by_norm.get(normalize(candidate))
+    if hit is not None:
+        return ParsedAnswer(hit, reason, True)
+    return ParsedAnswer(candidate or "look", reason, False)

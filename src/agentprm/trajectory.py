@@ -1,0 +1,167 @@
+"""The trajectory file format: JSONL, one episode a line, versioned.
+
+Format `agentprm.trajectory` version 1. Each line is an `Episode` as JSON:
+
+    {"format": "agentprm.trajectory", "version": 1, "episode_id": ..., "game_id": ..., "split": ...,
+     "task_type": ..., "task": ..., "prefix": [...], "steps": [Step, ...], "won": bool,
+     "truncated": bool, "num_steps": int, "final_observation": str, "policy_id": str, "seed": int,
+     "failed": str | null, "meta": {...}}
+
+Turn semantics (what the targets stage relies on):
+- `steps[t]` holds the observation the agent saw *before* acting at turn t, the admissible actions at
+  that moment, the model's raw output, the parsed reason and action, then the reward and `done` the
+  environment returned for that action.
+- The outcome reward is on the last step only: 1.0 if the episode was won, else 0.0. An episode cut
+  off by the step budget has `truncated=true`, `won=false` and counts as a loss.
+- `prefix` lists actions replayed before turn 0 (reset-distribution starts); they are not steps.
+- `failed` is set when a worker crashed or hung; such an episode is kept for the record but
+  skipped by `targets` and success rates count it as a loss.
+
+Writes are atomic per line: one `write()` of a whole line on an O_APPEND descriptor, then fsync, and
+opening a file for append first cuts off a half-written tail left by a crash. Readers name the file
+and line of a corrupt record and can skip it with a warning. A later version must keep reading v1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from agentprm.errors import CorruptRecordError
+
+FORMAT = "agentprm.trajectory"
+VERSION = 1
+
+
+class Step(BaseModel):
+    observation: str
+    admissible_actions: list[str]
+    action: str
+    reason: str | None = None
+    raw_output: str | None = None
+    reward: float = 0.0
+    done: bool = False
+    admissible: bool = True
+    logprob: float | None = None
+
+
+class Episode(BaseModel):
+    format: Literal["agentprm.trajectory"] = FORMAT
+    version: int = VERSION
+    episode_id: str
+    game_id: str
+    split: str
+    task_type: str
+    task: str
+    prefix: list[str] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+    won: bool = False
+    truncated: bool = False
+    final_observation: str = ""
+    policy_id: str = ""
+    seed: int = 0
+    failed: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.steps)
+
+    def to_json(self) -> str:
+        data = self.model_dump(mode="json")
+        data["num_steps"] = self.num_steps
+        return json.dumps(data, ensure_ascii=False)
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a half-written last line (no trailing newline) left by a crash mid-append."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        content = f.read()
+        keep = content.rfind(b"\n") + 1
+        f.truncate(keep)
+    warnings.warn(f"{path}: removed a half-written last line ({len(content) - keep} bytes)", stacklevel=3)
+
+
+class TrajectoryWriter:
+    """Appends episodes to a JSONL file, one atomic line each; safe to reopen after a crash."""
+
+    def __init__(self, path: str | Path, fsync: bool = True):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _repair_tail(self.path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fsync = fsync
+
+    def write(self, episode: Episode) -> None:
+        os.write(self._fd, (episode.to_json() + "\n").encode("utf-8"))
+        if self._fsync:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> TrajectoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def parse_episode(line: str) -> Episode:
+    data = json.loads(line)
+    if data.get("format") != FORMAT:
+        raise ValueError(f"not an {FORMAT} record (format={data.get('format')!r})")
+    if int(data.get("version", 0)) > VERSION:
+        raise ValueError(f"written by a newer agentprm (version {data['version']} > {VERSION})")
+    data.pop("num_steps", None)  # derived; stored for people reading the file
+    return Episode.model_validate(data)
+
+
+def read_episodes(path: str | Path, skip_corrupt: bool = False) -> Iterator[Episode]:
+    """Episodes of one file in order. A bad line raises CorruptRecordError naming file and line,
+    or with `skip_corrupt` is skipped with a warning."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorruptRecordError(f"no trajectory file at {path}")
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield parse_episode(line)
+            except (json.JSONDecodeError, ValidationError, ValueError) as e:
+                msg = f"{path}:{lineno}: corrupt trajectory record: {str(e).splitlines()[0]}"
+                if not skip_corrupt:
+                    raise CorruptRecordError(msg) from e
+                warnings.warn(msg + " (skipped)", stacklevel=2)
+
+
+def trajectory_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand directories to the *.jsonl files inside them (sorted); keep files as given."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(p.rglob("*.jsonl")))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise CorruptRecordError(f"no trajectory file or folder at {p}")
+    return out
+
+
+def load_episodes(paths: Iterable[str | Path], skip_corrupt: bool = False) -> list[Episode]:
+    return [ep for f in trajectory_files(paths) for ep in read_episodes(f, skip_corrupt)]
