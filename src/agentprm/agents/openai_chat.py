@@ -1,0 +1,270 @@
+"""An agent backed by any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server, ...).
+
+It exists for the API baselines (e.g. the paper's ReAct GPT-4o row): the model sees exactly the
+prompt our own policies see (`build_messages`) and its answer goes through the same `parse_answer`,
+so the numbers are comparable. Only the standard library is used (urllib + json) so that running a
+baseline needs no extra package.
+
+The API key is kept in a `_Secret` and scrubbed from every message we build, so it can appear in no
+repr, log line or exception, even when a server echoes it back in an error body.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from agentprm.agents.base import AgentOutput
+from agentprm.errors import AgentPRMError, ConfigError
+from agentprm.prompts import TurnContext, build_messages, parse_answer, render
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+SPEC_PREFIX = "openai:"
+_RETRY_AFTER_CAP_S = 60.0
+_SNIPPET_CHARS = 200
+
+
+class APIError(AgentPRMError):
+    """The chat endpoint failed (after retries, or with an error retrying cannot fix)."""
+
+
+class _Secret:
+    """Holds the API key so that printing it, or any object or frame holding it, shows `***`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+
+class _Retryable(Exception):
+    """One failed attempt worth repeating (429, 5xx, timeout, dropped connection)."""
+
+    def __init__(self, why: str, wait_s: float | None = None):
+        super().__init__(why)
+        self.why = why
+        self.wait_s = wait_s
+        """The server's Retry-After, when it sent one."""
+
+
+def _display_url(url: str) -> str:
+    """The base URL without any `user:password@` part, fit for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        value = float(headers.get("Retry-After"))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return min(max(value, 0.0), _RETRY_AFTER_CAP_S)
+
+
+class OpenAIChatAgent:
+    """Chat-completions agent; one request per context, a batch sent concurrently.
+
+    `max_retries` counts repeats after the first attempt (so at most `max_retries + 1` requests per
+    turn); waits double from `backoff_s`, or follow the server's Retry-After. `few_shot` appends the
+    worked example in `react_fewshot.jinja` to the system prompt (the ReAct-style baseline); it is
+    off by default so the API model sees the same prompt as our trained policies.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 96,
+        history_window: int | None = None,
+        timeout_s: float = 60,
+        max_retries: int = 3,
+        concurrency: int = 4,
+        few_shot: bool = False,
+        backoff_s: float = 1.0,
+    ):
+        if not model:
+            raise ConfigError("OpenAIChatAgent needs a model name, e.g. --policy openai:gpt-4o")
+        if concurrency < 1 or max_retries < 0 or timeout_s <= 0:
+            raise ConfigError(
+                f"OpenAIChatAgent: need concurrency >= 1, max_retries >= 0 and timeout_s > 0 "
+                f"(got {concurrency}, {max_retries}, {timeout_s})"
+            )
+        self.model = model
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        if urllib.parse.urlsplit(self.base_url).scheme not in ("http", "https"):
+            raise ConfigError(
+                f"base URL {_display_url(self.base_url)!r} must start with http:// or https://, "
+                "e.g. http://127.0.0.1:8000/v1"
+            )
+        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        # Local servers (vLLM, llama.cpp) often need no key; api.openai.com always does.
+        if not key and urllib.parse.urlsplit(self.base_url).hostname == "api.openai.com":
+            raise ConfigError(
+                "no API key for api.openai.com: set OPENAI_API_KEY (or pass api_key), "
+                "or point OPENAI_BASE_URL at a local OpenAI-compatible server"
+            )
+        self._api_key = _Secret(key) if key else None
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.history_window = history_window
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.concurrency = concurrency
+        self.few_shot = few_shot
+        self.backoff_s = backoff_s
+        self.policy_id = f"openai:{model}"
+        # Our own opener: proxy settings are read once here, not from the process-wide urlopen state.
+        self._opener = urllib.request.build_opener()
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIChatAgent(model={self.model!r}, base_url={_display_url(self.base_url)!r}, "
+            f"temperature={self.temperature}, max_tokens={self.max_tokens}, "
+            f"history_window={self.history_window}, few_shot={self.few_shot})"
+        )
+
+    def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
+        if not contexts:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(contexts))) as pool:
+            return list(pool.map(self._act_one, contexts))
+
+    def messages(self, ctx: TurnContext) -> list[dict[str, str]]:
+        """The chat messages sent for one turn (public so evaluations can log the exact prompt)."""
+        messages = build_messages(ctx, self.history_window)
+        if self.few_shot:
+            messages[0]["content"] += "\n\n" + render("react_fewshot")
+        return messages
+
+    def _act_one(self, ctx: TurnContext) -> AgentOutput:
+        text = self.complete(self.messages(ctx))
+        parsed = parse_answer(text, ctx.admissible_actions)
+        return AgentOutput(action=parsed.action, raw_output=text, reason=parsed.reason, matched=parsed.matched)
+
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        """The assistant's text for one chat request, retrying transient failures."""
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        attempts = self.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                return self._post(body)
+            except _Retryable as err:
+                if attempt == attempts - 1:
+                    raise APIError(
+                        self._scrub(
+                            f"chat request to {_display_url(self.base_url)} (model {self.model}) failed "
+                            f"after {attempts} attempts: {err.why}; check the server or raise max_retries"
+                        )
+                    ) from None
+                wait = err.wait_s if err.wait_s is not None else self.backoff_s * 2**attempt
+                log.warning(
+                    "chat request to %s: %s; retry %d/%d in %.1fs",
+                    _display_url(self.base_url),
+                    self._scrub(err.why),
+                    attempt + 1,
+                    self.max_retries,
+                    wait,
+                )
+                time.sleep(wait)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _post(self, body: dict[str, Any]) -> str:
+        headers = {"Content-Type": "application/json"}
+        if self._api_key is not None:
+            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
+        request = urllib.request.Request(
+            f"{self.base_url}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers=headers,
+            method="POST",
+        )
+        try:
+            with self._opener.open(request, timeout=self.timeout_s) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as err:
+            why = f"HTTP {err.code}{self._error_detail(err)}"
+            if err.code == 429 or err.code >= 500:
+                raise _Retryable(why, _retry_after(err.headers)) from None
+            raise APIError(
+                self._scrub(
+                    f"chat request to {_display_url(self.base_url)} (model {self.model}) failed: {why}; "
+                    "check the model name, base URL and API key"
+                )
+            ) from None
+        except TimeoutError:
+            raise _Retryable(f"no answer within {self.timeout_s}s") from None
+        except urllib.error.URLError as err:
+            raise _Retryable(f"connection failed ({err.reason})") from None
+        except (ConnectionError, http.client.HTTPException) as err:
+            raise _Retryable(f"connection dropped ({type(err).__name__})") from None
+        return self._content(payload)
+
+    def _content(self, payload: bytes) -> str:
+        try:
+            content = json.loads(payload)["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            snippet = " ".join(payload[:_SNIPPET_CHARS].decode(errors="replace").split())
+            raise APIError(
+                self._scrub(
+                    f"{_display_url(self.base_url)} answered without choices[0].message.content "
+                    f"(is it OpenAI-compatible?): {snippet!r}"
+                )
+            ) from None
+        return content or ""
+
+    def _error_detail(self, err: urllib.error.HTTPError) -> str:
+        """The server's own error message, on one short line (OpenAI puts it in error.message)."""
+        try:
+            raw = err.read()[:4096].decode(errors="replace")
+        except Exception:
+            return ""
+        try:
+            detail = json.loads(raw)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            detail = raw
+        detail = self._scrub(" ".join(str(detail).split()))[:_SNIPPET_CHARS]
+        return f" ({detail})" if detail else ""
+
+    def _scrub(self, text: str) -> str:
+        """`text` with the key replaced by `***`: some servers echo it back in their errors."""
+        if self._api_key is None:
+            return text
+        return text.replace(self._api_key.reveal(), "***")
+
+
+def agent_from_spec(spec: str, **kw: Any) -> OpenAIChatAgent:
+    """The agent for a `--policy` spec of the form `openai:MODEL` (e.g. `openai:gpt-4o`);
+    keyword arguments go to `OpenAIChatAgent`."""
+    prefix, _, model = spec.partition(":")
+    if prefix != SPEC_PREFIX.rstrip(":") or not model:
+        raise ConfigError(f"unknown policy spec {spec!r}: expected 'openai:MODEL', e.g. 'openai:gpt-4o'")
+    return OpenAIChatAgent(model=model, **kw)

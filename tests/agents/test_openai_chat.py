@@ -1,0 +1,261 @@
+"""OpenAIChatAgent against a fake OpenAI-compatible server on loopback (no network, < 10 s).
+
+The server checks the bearer key, records every request, and follows a per-test script of
+failures (HTTP status codes, or a slow answer) before answering normally.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from agentprm.agents.base import Agent
+from agentprm.agents.openai_chat import APIError, OpenAIChatAgent, agent_from_spec
+from agentprm.errors import AgentPRMError, ConfigError
+from agentprm.prompts import TurnContext, build_messages
+
+KEY = "sk-test-0123456789abcdefSECRET"
+CANNED = "REASON: The milk is usually cold.\nACTION: Go To Fridge 1."
+SLOW_S = 0.6
+
+
+@dataclass
+class FakeAPI:
+    url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    script: list[int | str] = field(default_factory=list)
+    """Consumed one per request: an HTTP status to fail with, or "slow" to answer after SLOW_S."""
+    reply: Callable[[dict[str, Any]], str] = lambda body: CANNED
+    delay_s: float = 0.0
+    inflight: int = 0
+    max_inflight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _handler(api: FakeAPI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            auth = self.headers.get("Authorization", "")
+            with api.lock:
+                api.requests.append({"path": self.path, "auth": auth, "body": body})
+                step = api.script.pop(0) if api.script else None
+                api.inflight += 1
+                api.max_inflight = max(api.max_inflight, api.inflight)
+            try:
+                if auth != f"Bearer {KEY}":
+                    # Real servers sometimes echo the key they got; the agent must scrub it.
+                    return self._send(401, {"error": {"message": f"Incorrect API key provided: {auth}"}})
+                if isinstance(step, int):
+                    return self._send(step, {"error": {"message": f"overloaded (you sent {auth})"}})
+                time.sleep(SLOW_S if step == "slow" else api.delay_s)
+                text = api.reply(body)
+                self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]})
+            finally:
+                with api.lock:
+                    api.inflight -= 1
+
+    return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # the client hanging up on a slow answer is expected in the timeout test
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def api() -> Iterator[FakeAPI]:
+    server = _QuietServer(("127.0.0.1", 0), _handler(state := FakeAPI()))
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=2)
+
+
+def _ctx(actions: list[str] | None = None, observation: str = "You are in the kitchen.") -> TurnContext:
+    return TurnContext(
+        task="put a cool milk in cabinet.",
+        observation=observation,
+        admissible_actions=actions or ["go to fridge 1", "go to cabinet 1", "look"],
+    )
+
+
+def _agent(api: FakeAPI, **kw: Any) -> OpenAIChatAgent:
+    kw = {"base_url": api.url, "api_key": KEY, "backoff_s": 0.01, "timeout_s": 5, **kw}
+    return OpenAIChatAgent("gpt-4o", **kw)
+
+
+def test_returns_admissible_spelling_and_sends_prompt(api: FakeAPI) -> None:
+    agent = _agent(api, temperature=0.3, max_tokens=50)
+    ctx = _ctx()
+    [out] = agent.act([ctx])
+    assert isinstance(agent, Agent) and agent.policy_id == "openai:gpt-4o"
+    assert (out.action, out.matched, out.logprob) == ("go to fridge 1", True, None)
+    assert out.reason == "The milk is usually cold."
+    assert out.raw_output == CANNED
+
+    [req] = api.requests
+    assert req["path"] == "/v1/chat/completions"
+    assert req["auth"] == f"Bearer {KEY}"
+    body = req["body"]
+    assert (body["model"], body["temperature"], body["max_tokens"]) == ("gpt-4o", 0.3, 50)
+    assert body["messages"] == build_messages(ctx)
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    system = body["messages"][0]["content"]
+    assert "move <object> to <place>" in system and "put <" not in system
+
+
+def test_history_window_and_few_shot(api: FakeAPI) -> None:
+    from agentprm.prompts import Turn
+
+    ctx = _ctx()
+    ctx.history = [Turn(f"obs {i}", f"look {i}") for i in range(5)]
+    _agent(api, history_window=2, few_shot=True).act([ctx])
+    system, user = (m["content"] for m in api.requests[0]["body"]["messages"])
+    assert user == build_messages(ctx, 2)[1]["content"]
+    assert "obs 3" in user and "obs 2" not in user
+    assert "ACTION: move mug 1 to coffeemachine 1" in system
+    assert not re.search(r"^ACTION: put\b", system, re.MULTILINE), "this data's command is `move X to Y`"
+
+
+def test_batch_is_concurrent_and_keeps_order(api: FakeAPI) -> None:
+    api.delay_s = 0.2
+    # Answer with the context's only candidate, so a mixed-up order would show.
+    api.reply = lambda body: "ACTION: " + body["messages"][1]["content"].rsplit("Candidate actions: ", 1)[1]
+    contexts = [_ctx([f"go to drawer {i}"]) for i in range(4)]
+    outs = _agent(api, concurrency=4).act(contexts)
+    assert [o.action for o in outs] == [f"go to drawer {i}" for i in range(4)]
+    assert all(o.matched for o in outs)
+    assert api.max_inflight > 1
+    assert _agent(api).act([]) == []
+
+
+def test_unmatched_answer_goes_through_raw(api: FakeAPI) -> None:
+    api.reply = lambda body: "ACTION: dance with fridge 1"
+    [out] = _agent(api).act([_ctx()])
+    assert (out.action, out.matched) == ("dance with fridge 1", False)
+
+
+def test_retries_after_one_500(api: FakeAPI, caplog: pytest.LogCaptureFixture) -> None:
+    api.script = [500]
+    with caplog.at_level(logging.WARNING):
+        [out] = _agent(api).act([_ctx()])
+    assert out.action == "go to fridge 1"
+    assert len(api.requests) == 2
+    assert "HTTP 500" in caplog.text and KEY not in caplog.text
+
+
+def test_retries_after_429_and_timeout(api: FakeAPI) -> None:
+    api.script = [429, "slow"]
+    [out] = _agent(api, timeout_s=0.2).act([_ctx()])
+    assert out.action == "go to fridge 1"
+    assert len(api.requests) == 3
+
+
+def test_repeated_500_raise_one_line_api_error(api: FakeAPI, caplog: pytest.LogCaptureFixture) -> None:
+    api.script = [500] * 10
+    agent = _agent(api, max_retries=2)
+    with caplog.at_level(logging.DEBUG), pytest.raises(APIError) as info:
+        agent.act([_ctx()])
+    msg = str(info.value)
+    assert isinstance(info.value, AgentPRMError)
+    assert len(api.requests) == 3
+    assert "\n" not in msg
+    assert "HTTP 500" in msg and api.url in msg and "3 attempts" in msg
+    assert KEY not in msg and KEY not in repr(info.value) and KEY not in caplog.text
+    err: BaseException | None = info.value
+    while err is not None:  # nothing chained to the error may carry the key either
+        assert KEY not in str(err) and KEY not in repr(err.args)
+        err = err.__cause__ or err.__context__
+
+
+def test_bad_key_fails_fast_without_echoing_it(api: FakeAPI) -> None:
+    wrong = "sk-wrong-key-SHOULD-NOT-LEAK"
+    with pytest.raises(APIError) as info:
+        _agent(api, api_key=wrong).act([_ctx()])
+    msg = str(info.value)
+    assert len(api.requests) == 1, "a 401 is not retried"
+    assert "HTTP 401" in msg and "Incorrect API key" in msg and "\n" not in msg
+    assert wrong not in msg and wrong not in repr(info.value)
+
+
+def test_key_never_in_repr(api: FakeAPI) -> None:
+    agent = _agent(api)
+    for text in (repr(agent), str(agent), repr(vars(agent)), str(vars(agent))):
+        assert KEY not in text
+
+
+def test_settings_from_environment(api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", api.url + "/")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    agent = agent_from_spec("openai:gpt-4o-mini", backoff_s=0.01)
+    assert agent.policy_id == "openai:gpt-4o-mini" and agent.base_url == api.url
+    assert agent.act([_ctx()])[0].action == "go to fridge 1"
+    assert api.requests[0]["body"]["model"] == "gpt-4o-mini"
+
+
+def test_connection_refused_is_an_api_error() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before use: nothing listens there
+    agent = OpenAIChatAgent("m", base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=1, backoff_s=0.01)
+    with pytest.raises(APIError, match="2 attempts") as info:
+        agent.act([_ctx()])
+    assert KEY not in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["gpt-4o", "openai:", "hf:gpt-4o"])
+def test_bad_spec(spec: str) -> None:
+    with pytest.raises(ConfigError, match="openai:MODEL"):
+        agent_from_spec(spec, base_url="http://127.0.0.1:1/v1")
+
+
+def test_openai_without_key_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        OpenAIChatAgent("gpt-4o")
+    with pytest.raises(ConfigError, match="http"):
+        OpenAIChatAgent("m", base_url="127.0.0.1:8000/v1")
