@@ -14,6 +14,7 @@ Device and dtype are chosen here (GPU: bf16; CPU: fp32) and can be overridden.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,10 +108,8 @@ def tokenizer_dir() -> Path:
         tmp = out.with_name(out.name + f".tmp{os.getpid()}")
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
         out.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(OSError):  # another process won the race
             tmp.rename(out)
-        except OSError:  # another process won the race
-            pass
     return out
 
 
@@ -152,10 +151,8 @@ def tiny_dir(cfg: TinyConfig = TinyConfig()) -> Path:
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with contextlib.suppress(OSError):  # another process won the race
         tmp.rename(out)
-    except OSError:
-        pass
     return out
 
 

@@ -1,0 +1,34 @@
+"""The `agentprm` command line; each command mirrors a Python entry point (see README)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from agentprm.cli import bench, data, episodes, play
+from agentprm.cli.common import console_err
+from agentprm.errors import AgentPRMError
+
+app = typer.Typer(
+    help="Train LLM agents with process reward models (AgentPRM) on ALFWorld.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(bench.app, name="bench")
+app.command("expert")(episodes.expert)
+app.command("play")(play.play)
+
+
+def main() -> None:
+    """Entry point: known errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except AgentPRMError as e:
+        console_err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console_err.print("interrupted; finished work is saved, rerun the same command to resume")
+        sys.exit(130)

@@ -1,0 +1,38 @@
+"""`agentprm bench ...`: speed figures (env throughput, generation and training tokens/s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agentprm.cli.common import console, parse_int_list, write_summary
+
+app = typer.Typer(help="Benchmarks (speed goals live here, not in timed tests).", no_args_is_help=True)
+
+
+@app.command("env")
+def env(
+    workers: Annotated[str, typer.Option("--workers", help="comma-separated worker counts")] = "1,2",
+    episodes: Annotated[int, typer.Option("--episodes", help="episodes per worker count")] = 8,
+    split: Annotated[str, typer.Option("--split")] = "valid_seen",
+    out: Annotated[Path, typer.Option("--out")] = Path("runs/bench-env"),
+) -> None:
+    """Resets/s and steps/s of the EnvPool (walkthrough replay) and the speed-up over 1 worker."""
+    from agentprm.bench.env import bench_env
+
+    result = bench_env(parse_int_list(workers), episodes, split)
+    table = Table(title=f"EnvPool on {split}, {episodes} episodes")
+    for col in ("workers", "resets/s", "steps/s", "reset speed-up", "step speed-up", "wall s"):
+        table.add_column(col, justify="right")
+    base = result["results"][0]
+    for r in result["results"]:
+        table.add_row(
+            str(r["workers"]), f"{r['resets_per_s']:.2f}", f"{r['steps_per_s']:.1f}",
+            f"{r['resets_per_s'] / base['resets_per_s']:.2f}x", f"{r['steps_per_s'] / base['steps_per_s']:.2f}x",
+            f"{r['wall_s']:.1f}",
+        )
+    console.print(table)
+    write_summary(out, result)

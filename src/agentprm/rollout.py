@@ -1,0 +1,196 @@
+"""Rollouts: play many episodes of one agent through an EnvPool and write trajectories.
+
+Episodes are scheduled as *jobs* (game, prefix, repeat index). Up to `max_in_flight` run at once;
+each turn the agent gets every live context in one call (one batched generate for an LM), the pool
+steps every live environment in one call, and a finished episode frees its slot for the next job,
+so batches stay full. Episode ids are deterministic, which is what makes a rerun resume: jobs whose
+id is already in the output file are skipped, and every finished episode is appended atomically.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from agentprm.agents.base import Agent, AgentOutput
+from agentprm.envs.games import GameSpec
+from agentprm.envs.pool import EnvPool, EpisodeFailure, EpisodeSpec
+from agentprm.envs.protocol import Observation
+from agentprm.prompts import Turn, TurnContext
+from agentprm.trajectory import Episode, Step, TrajectoryWriter, read_episodes
+
+
+@dataclass(frozen=True)
+class Job:
+    """One episode to play: a game, an optional prefix to start from, and which repeat it is."""
+
+    game: GameSpec
+    repeat: int = 0
+    prefix: tuple[str, ...] = ()
+    seed: int = 0
+
+    @property
+    def episode_id(self) -> str:
+        start = f"@{len(self.prefix)}" if self.prefix else ""
+        return f"{self.game.game_id}{start}#{self.repeat}"
+
+
+def make_jobs(games: Iterable[GameSpec], repeats: int = 1, seed: int = 0) -> list[Job]:
+    """Every game `repeats` times; repeat r of a game gets seed `seed + r`."""
+    return [Job(g, r, (), seed + r) for g in games for r in range(repeats)]
+
+
+@dataclass
+class _Live:
+    job: Job
+    obs: Observation
+    steps: list[Step] = field(default_factory=list)
+
+    def context(self) -> TurnContext:
+        history = [Turn(s.observation, s.action) for s in self.steps]
+        return TurnContext(
+            task=self.obs.task,
+            observation=self.obs.text,
+            admissible_actions=list(self.obs.admissible_actions),
+            history=history,
+            game_id=self.job.game.game_id,
+            prefix_len=len(self.job.prefix),
+        )
+
+    def record(self, out: AgentOutput, reward: float, done: bool, admissible: bool) -> None:
+        self.steps.append(
+            Step(
+                observation=self.obs.text,
+                admissible_actions=list(self.obs.admissible_actions),
+                action=out.action,
+                reason=out.reason,
+                raw_output=out.raw_output,
+                reward=reward,
+                done=done,
+                admissible=admissible,
+                logprob=out.logprob,
+            )
+        )
+
+    def episode(self, policy_id: str, won: bool, truncated: bool, failed: str | None = None) -> Episode:
+        g = self.job.game
+        return Episode(
+            episode_id=self.job.episode_id,
+            game_id=g.game_id,
+            split=g.split,
+            task_type=g.task_type,
+            task=self.obs.task,
+            prefix=list(self.job.prefix),
+            steps=self.steps,
+            won=won,
+            truncated=truncated,
+            final_observation=self.obs.text,
+            policy_id=policy_id,
+            seed=self.job.seed,
+            failed=failed,
+        )
+
+
+def _failed_episode(job: Job, policy_id: str, error: str) -> Episode:
+    g = job.game
+    return Episode(
+        episode_id=job.episode_id, game_id=g.game_id, split=g.split, task_type=g.task_type, task="",
+        prefix=list(job.prefix), policy_id=policy_id, seed=job.seed, failed=error,
+    )
+
+
+def play(
+    agent: Agent,
+    jobs: list[Job],
+    pool: EnvPool,
+    on_episode: Callable[[Episode], None],
+    max_steps: int = 30,
+    max_in_flight: int = 64,
+    progress: Progress | None = None,
+) -> None:
+    """Play every job to its end, calling `on_episode` as each one finishes (in finishing order)."""
+    pending = deque(enumerate(jobs))
+    live: dict[int, _Live] = {}
+    task = progress.add_task("episodes", total=len(jobs)) if progress else None
+
+    def finish(slot: int, episode: Episode) -> None:
+        on_episode(episode)
+        live.pop(slot, None)
+        pool.release([slot])
+        if progress is not None and task is not None:
+            progress.advance(task)
+
+    while pending or live:
+        starting = [pending.popleft() for _ in range(min(max_in_flight - len(live), len(pending)))]
+        if starting:
+            specs = [(slot, EpisodeSpec(job.game, job.prefix, max_steps)) for slot, job in starting]
+            resets = pool.reset(specs)
+            for slot, job in starting:
+                obs = resets[slot]
+                if isinstance(obs, EpisodeFailure):
+                    finish(slot, _failed_episode(job, agent.policy_id, obs.error))
+                else:
+                    live[slot] = _Live(job, obs)
+                    if obs.info.get("won"):  # the prefix alone won the game
+                        finish(slot, live[slot].episode(agent.policy_id, True, False))
+        if not live:
+            continue
+        slots = list(live)
+        outputs = agent.act([live[s].context() for s in slots])
+        results = pool.step([(s, out.action) for s, out in zip(slots, outputs, strict=True)])
+        for slot, out in zip(slots, outputs, strict=True):
+            state, result = live[slot], results[slot]
+            if isinstance(result, EpisodeFailure):
+                finish(slot, state.episode(agent.policy_id, False, False, failed=result.error))
+                continue
+            state.record(out, result.reward, result.done, bool(result.info.get("admissible", True)))
+            state.obs = result.observation
+            if result.done:
+                won = bool(result.info.get("won"))
+                finish(slot, state.episode(agent.policy_id, won, bool(result.info.get("truncated"))))
+
+
+def done_episode_ids(path: Path) -> set[str]:
+    """Ids already in a trajectory file (a rerun skips them); corrupt lines are skipped with a warning."""
+    if not path.is_file():
+        return set()
+    return {ep.episode_id for ep in read_episodes(path, skip_corrupt=True)}
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        transient=False,
+    )
+
+
+def run_rollouts(
+    agent: Agent,
+    jobs: list[Job],
+    out_file: Path,
+    workers: int | None = None,
+    max_steps: int = 30,
+    max_in_flight: int = 64,
+    show_progress: bool = True,
+) -> list[Episode]:
+    """Play the jobs not yet in `out_file`, appending each episode as it ends; returns all episodes
+    of `jobs` (those from earlier runs included), in job order."""
+    done = done_episode_ids(out_file)
+    todo = [j for j in jobs if j.episode_id not in done]
+    if todo:
+        with TrajectoryWriter(out_file) as writer, EnvPool(workers) as pool:
+            bar = progress_bar() if show_progress else None
+            if bar:
+                bar.start()
+            try:
+                play(agent, todo, pool, writer.write, max_steps, max_in_flight, bar)
+            finally:
+                if bar:
+                    bar.stop()
+    wanted = {j.episode_id for j in jobs}
+    by_id = {ep.episode_id: ep for ep in read_episodes(out_file, skip_corrupt=True) if ep.episode_id in wanted}
+    return [by_id[j.episode_id] for j in jobs if j.episode_id in by_id]

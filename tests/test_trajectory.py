@@ -1,0 +1,72 @@
+"""Trajectory JSONL: round trip, corrupt records, crash-safe appends, version checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agentprm.errors import CorruptRecordError
+from agentprm.trajectory import Episode, Step, TrajectoryWriter, load_episodes, read_episodes
+
+
+def make_episode(i: int, won: bool = True) -> Episode:
+    steps = [
+        Step(observation="You are in a room.", admissible_actions=["look", "go to desk 1"], action="go to desk 1",
+             reason="the lamp is there", raw_output="REASON: the lamp is there\nACTION: go to desk 1"),
+        Step(observation="On the desk 1, you see a lamp.", admissible_actions=["use desklamp 1"],
+             action="use desklamp 1", reward=1.0 if won else 0.0, done=True, logprob=-1.5),
+    ]
+    return Episode(episode_id=f"g{i}#0", game_id=f"valid_seen/t/g{i}", split="valid_seen",
+                   task_type="look_at_obj_in_light", task="look at a book under the lamp.", steps=steps,
+                   won=won, policy_id="expert", seed=i)
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "t.jsonl"
+    eps = [make_episode(0), make_episode(1, won=False)]
+    with TrajectoryWriter(path) as w:
+        for ep in eps:
+            w.write(ep)
+    back = list(read_episodes(path))
+    assert back == eps
+    line = json.loads(path.read_text().splitlines()[0])
+    assert line["format"] == "agentprm.trajectory" and line["version"] == 1 and line["num_steps"] == 2
+
+
+def test_corrupt_line_is_named_or_skipped(tmp_path):
+    path = tmp_path / "t.jsonl"
+    with TrajectoryWriter(path) as w:
+        w.write(make_episode(0))
+    with open(path, "a") as f:
+        f.write('{"format": "agentprm.trajectory", "version": 1, "episode_id": 3}\n')
+        f.write("not json at all\n")
+    with TrajectoryWriter(path) as w:
+        w.write(make_episode(1))
+    with pytest.raises(CorruptRecordError, match=r"t\.jsonl:2"):
+        list(read_episodes(path))
+    with pytest.warns(UserWarning, match=r"t\.jsonl:3"):
+        ids = [ep.episode_id for ep in read_episodes(path, skip_corrupt=True)]
+    assert ids == ["g0#0", "g1#0"]
+
+
+def test_half_written_tail_is_cut_on_reopen(tmp_path):
+    path = tmp_path / "t.jsonl"
+    with TrajectoryWriter(path) as w:
+        w.write(make_episode(0))
+    with open(path, "a") as f:
+        f.write('{"format": "agentprm.traj')  # a crash mid-append
+    with pytest.warns(UserWarning, match="half-written"), TrajectoryWriter(path) as w:
+        w.write(make_episode(1))
+    assert [ep.episode_id for ep in load_episodes([tmp_path])] == ["g0#0", "g1#0"]
+
+
+def test_newer_version_and_missing_file_are_refused(tmp_path):
+    path = tmp_path / "t.jsonl"
+    data = json.loads(make_episode(0).to_json())
+    data["version"] = 99
+    path.write_text(json.dumps(data) + "\n")
+    with pytest.raises(CorruptRecordError, match="newer agentprm"):
+        list(read_episodes(path))
+    with pytest.raises(CorruptRecordError, match="no trajectory file"):
+        list(read_episodes(tmp_path / "missing.jsonl"))
