@@ -88,3 +88,28 @@ def bar_chart(summary: dict[str, Any], path: Path, title: str) -> None:
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def play_and_report(
+    agent: Any, jobs: list[Any], out: Path, title: str, workers: int | None, max_steps: int,
+    extra: dict[str, Any], max_in_flight: int = 64, show: bool = True,
+) -> dict[str, Any]:
+    """Play the jobs (resuming), then write summary.json, results.md, success.png; print the table."""
+    import time
+
+    from agentprm.rollout import run_rollouts
+
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    episodes = run_rollouts(agent, jobs, out / "trajectories.jsonl", workers, max_steps, max_in_flight, show)
+    summary = {**summarize(episodes), **extra, "policy_id": agent.policy_id,
+               "wall_s": round(time.perf_counter() - start, 2)}
+    write_json_atomic(out / "summary.json", summary)
+    (out / "results.md").write_text(markdown_table(summary, title))
+    bar_chart(summary, out / "success.png", title)
+    if show:
+        from agentprm.cli.common import console, success_table
+
+        console.print(success_table(summary, title))
+        console.print(f"wrote {out / 'summary.json'}, {out / 'trajectories.jsonl'}")
+    return summary

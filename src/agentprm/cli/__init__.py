@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from agentprm.cli import bench, data, episodes, play
+from agentprm.cli import bench, data, episodes, play, train
 from agentprm.cli.common import console_err
 from agentprm.errors import AgentPRMError
 
@@ -20,6 +20,13 @@ app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")
 app.command("expert")(episodes.expert)
 app.command("play")(play.play)
+app.command("rollout")(episodes.rollout)
+app.command("eval")(episodes.evaluate)
+app.command("sft")(train.sft)
+app.command("targets")(train.targets)
+app.command("train-prm")(train.train_prm)
+app.command("train-policy")(train.train_policy)
+app.command("train")(train.train)
 
 
 def main() -> None:

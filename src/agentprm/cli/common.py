@@ -36,3 +36,29 @@ def parse_int_list(text: str) -> list[int]:
         from agentprm.errors import ConfigError
 
         raise ConfigError(f"expected a comma-separated list of integers, got {text!r}") from e
+
+
+def build_config(cls: type, values: dict[str, Any], overrides: list[str] | None = None) -> Any:
+    """A config dataclass from explicit CLI values plus `--set field=value` overrides, validated by
+    pydantic so a bad value gives one line naming the field (the CLI mirrors the Python API: every
+    field of the dataclass is reachable from the command line)."""
+    import dataclasses
+
+    import yaml
+    from pydantic import TypeAdapter, ValidationError
+
+    from agentprm.errors import ConfigError
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    merged = {k: v for k, v in values.items() if v is not None}
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}")
+        merged[key] = yaml.safe_load(raw)
+    try:
+        return TypeAdapter(cls).validate_python(merged)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"{cls.__name__}.{where}: {err['msg']}") from e

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from agentprm.agents.base import Agent, ExpertAgent
-from agentprm.cli.common import console, success_table, write_summary
+from agentprm.agents.base import ExpertAgent
+from agentprm.agents.factory import make_agent
 from agentprm.envs.alfworld import DEFAULT_MAX_STEPS, ALFWorldEnv
 from agentprm.envs.games import GameSpec, find_games, sample_games
-from agentprm.evaluation import bar_chart, markdown_table, summarize
-from agentprm.rollout import Job, make_jobs, run_rollouts
+from agentprm.evaluation import play_and_report
+from agentprm.rollout import make_jobs
 
 SplitOpt = Annotated[str, typer.Option("--split", help="train, valid_seen or valid_unseen")]
 GamesOpt = Annotated[int | None, typer.Option("--games", help="play only N games (seeded sample)")]
@@ -26,24 +25,6 @@ MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="turns per episode
 
 def select_games(split: str, games: int | None, task_types: list[str] | None, seed: int) -> list[GameSpec]:
     return sample_games(find_games(split, task_types or None), games, seed)
-
-
-def play_and_report(
-    agent: Agent, jobs: list[Job], out: Path, title: str, workers: int | None, max_steps: int,
-    extra: dict[str, Any], max_in_flight: int = 64,
-) -> dict[str, Any]:
-    """Play (resuming), then write summary.json, results.md, success.png and print the table."""
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    episodes = run_rollouts(agent, jobs, out / "trajectories.jsonl", workers, max_steps, max_in_flight)
-    summary = {**summarize(episodes), **extra, "policy_id": agent.policy_id,
-               "wall_s": round(time.perf_counter() - start, 2)}
-    write_summary(out, summary)
-    (out / "results.md").write_text(markdown_table(summary, title))
-    bar_chart(summary, out / "success.png", title)
-    console.print(success_table(summary, title))
-    console.print(f"wrote {out / 'summary.json'}, {out / 'trajectories.jsonl'}")
-    return summary
 
 
 def expert(
@@ -60,3 +41,64 @@ def expert(
     agent = ExpertAgent({g.game_id: ALFWorldEnv(g).walkthrough for g in specs})
     extra = {"command": "expert", "split": split, "games": len(specs), "seed": seed, "max_steps": max_steps}
     play_and_report(agent, make_jobs(specs), out, f"expert on {split}", workers, max_steps, extra)
+
+
+PolicyOpt = Annotated[
+    str, typer.Option("--policy", help="model spec/folder (smollm2, tiny, runs/pi0/model) or openai:MODEL")
+]
+
+
+def rollout(
+    policy: PolicyOpt,
+    split: SplitOpt = "train",
+    games: GamesOpt = None,
+    task_type: TaskTypeOpt = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="episodes per game")] = 1,
+    temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
+    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
+    mode: Annotated[str, typer.Option("--mode", help="generate or score")] = "generate",
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
+    history_window: Annotated[int, typer.Option("--history", help="turns of history in the prompt")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="sequences per forward pass")] = 32,
+    max_in_flight: Annotated[int, typer.Option("--in-flight", help="episodes played at once")] = 64,
+    out: OutOpt = Path("runs/rollout"),
+    workers: WorkersOpt = None,
+    seed: SeedOpt = 0,
+    max_steps: MaxStepsOpt = DEFAULT_MAX_STEPS,
+) -> None:
+    """Sample trajectories from a policy (K repeats per game); rerunning continues where it stopped."""
+    specs = select_games(split, games, task_type, seed)
+    agent = make_agent(policy, mode, temperature, top_p, max_new_tokens, history_window, seed, batch_size)
+    extra = {"command": "rollout", "split": split, "games": len(specs), "repeats": repeats, "mode": mode,
+             "temperature": temperature, "seed": seed, "max_steps": max_steps}
+    play_and_report(agent, make_jobs(specs, repeats, seed), out, f"{agent.policy_id} rollouts on {split}",
+                    workers, max_steps, extra, max_in_flight)
+
+
+def evaluate(
+    policy: PolicyOpt,
+    split: SplitOpt = "valid_seen",
+    games: GamesOpt = None,
+    task_type: TaskTypeOpt = None,
+    mode: Annotated[str, typer.Option("--mode", help="generate or score")] = "generate",
+    temperature: Annotated[float, typer.Option("--temperature", help="0: greedy")] = 0.0,
+    prm: Annotated[Path | None, typer.Option("--prm", help="PRM folder for Best-of-N")] = None,
+    best_of: Annotated[int, typer.Option("--best-of", help="N samples per turn, the PRM picks")] = 1,
+    bon_temperature: Annotated[float, typer.Option("--bon-temperature")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
+    history_window: Annotated[int, typer.Option("--history", help="turns of history in the prompt")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="sequences per forward pass")] = 32,
+    max_in_flight: Annotated[int, typer.Option("--in-flight", help="episodes played at once")] = 64,
+    out: OutOpt = Path("runs/eval"),
+    workers: WorkersOpt = None,
+    seed: SeedOpt = 0,
+    max_steps: MaxStepsOpt = DEFAULT_MAX_STEPS,
+) -> None:
+    """Success overall and per task type (the paper's Table 1), #actions, non-admissible rate."""
+    specs = select_games(split, games, task_type, seed)
+    temp = bon_temperature if prm is not None and best_of > 1 else temperature
+    agent = make_agent(policy, mode, temp, 1.0, max_new_tokens, history_window, seed, batch_size, prm, best_of)
+    extra = {"command": "eval", "split": split, "games": len(specs), "mode": mode, "temperature": temp,
+             "best_of": best_of, "prm": str(prm) if prm else None, "seed": seed, "max_steps": max_steps}
+    play_and_report(agent, make_jobs(specs, 1, seed), out, f"{agent.policy_id} on {split}", workers, max_steps,
+                    extra, max_in_flight)

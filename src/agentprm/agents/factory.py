@@ -1,0 +1,31 @@
+"""Build the agent a command line or a run config names: LM policy, Best-of-N with a PRM, or an API model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentprm.agents.base import Agent
+
+
+def make_agent(
+    policy: str, mode: str, temperature: float, top_p: float, max_new_tokens: int, history_window: int | None,
+    seed: int, batch_size: int, prm: Path | None = None, best_of: int = 1,
+) -> Agent:
+    """The agent behind --policy (and --prm/--best-of): an LM policy, Best-of-N, or an API model."""
+    if policy.startswith("openai:"):
+        from agentprm.agents.openai_chat import agent_from_spec
+
+        return agent_from_spec(policy, temperature=temperature, history_window=history_window)
+    from agentprm.agents.policy import LMPolicy, PolicyConfig
+
+    cfg = PolicyConfig(mode=mode, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                       history_window=history_window, seed=seed, batch_size=batch_size)
+    lm = LMPolicy.from_spec(policy, cfg)
+    if prm is None or best_of <= 1:
+        return lm
+    from agentprm.agents.best_of_n import BestOfNAgent
+    from agentprm.train.prm import PRM
+
+    return BestOfNAgent(lm, PRM.load(str(prm)), best_of)
+
+

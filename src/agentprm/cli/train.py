@@ -1,0 +1,117 @@
+"""Training commands; each builds the stage's Config dataclass and calls its Python entry point.
+
+Named options cover the usual knobs; `--set FIELD=VALUE` (repeatable) reaches every other field of
+the config, so the command line mirrors the Python API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentprm.cli.common import build_config, console
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="FIELD=VALUE for any other config field")]
+OutOpt = Annotated[Path, typer.Option("--out", help="output folder")]
+
+
+def sft(
+    demos: Annotated[list[Path], typer.Option("--demos", help="demonstration trajectory files/folders")],
+    model: Annotated[str, typer.Option("--model", help="smollm2, tiny, a folder or a hub id")] = "smollm2",
+    out: OutOpt = Path("runs/pi0"),
+    epochs: Annotated[float | None, typer.Option("--epochs")] = None,
+    lr: Annotated[float | None, typer.Option("--lr")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    max_examples: Annotated[int | None, typer.Option("--max-examples", help="cap on demo turns")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="optimizer steps (overrides epochs)")] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """SFT π0 on demonstrations: one example per turn, loss on the answer tokens; resumes from checkpoints."""
+    from agentprm.train.sft import SFTConfig, train_sft
+
+    cfg = build_config(SFTConfig, {"demos": [str(d) for d in demos], "model": model, "out": str(out),
+                                   "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                                   "max_examples": max_examples, "max_steps": max_steps}, overrides)
+    summary = train_sft(cfg)
+    console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
+    console.print(f"π0 saved to {out / 'model'}")
+
+
+def targets(
+    rollouts: Annotated[list[Path], typer.Option("--rollouts", help="trajectory files/folders (repeatable)")],
+    out: OutOpt = Path("runs/targets"),
+    gamma: Annotated[float, typer.Option("--gamma", help="discount of Eq. 1")] = 0.95,
+    delta: Annotated[float, typer.Option("--delta", help="min Q̂ gap for preference pairs")] = 0.2,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="share of games for validation")] = 0.1,
+    overrides: SetOpt = None,
+) -> None:
+    """Monte-Carlo Q̂ targets (Eq. 1) for every state–action seen, plus Bradley–Terry pairs, as parquet."""
+    from agentprm.targets import TargetsConfig, build_targets
+
+    cfg = build_config(TargetsConfig, {"rollouts": [str(r) for r in rollouts], "out": str(out), "gamma": gamma,
+                                       "delta": delta, "val_fraction": val_fraction}, overrides)
+    summary = build_targets(cfg)
+    console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
+
+
+def train_prm(
+    data: Annotated[Path, typer.Option("--data", help="targets folder")],
+    model: Annotated[str, typer.Option("--model", help="backbone spec")] = "smollm2",
+    out: OutOpt = Path("runs/prm"),
+    loss: Annotated[str, typer.Option("--loss", help="soft-bce or bradley-terry")] = "soft-bce",
+    epochs: Annotated[float | None, typer.Option("--epochs")] = None,
+    lr: Annotated[float | None, typer.Option("--lr")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Train a PRM Q(s,a): soft BCE on Q̂ (Eq. 4) or Bradley–Terry on pairs; reports BCE, Brier, AUC."""
+    from agentprm.train.prm import PRMConfig, train_prm
+
+    cfg = build_config(PRMConfig, {"data": str(data), "model": model, "out": str(out), "loss": loss,
+                                   "epochs": epochs, "lr": lr, "batch_size": batch_size}, overrides)
+    summary = train_prm(cfg)
+    console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
+
+
+def train_policy(
+    policy: Annotated[str, typer.Option("--policy", help="π_{i-1}: model folder or spec")],
+    prm: Annotated[Path, typer.Option("--prm", help="PRM folder")],
+    states: Annotated[list[Path], typer.Option("--states", help="rollout trajectories (repeatable)")],
+    out: OutOpt = Path("runs/policy"),
+    method: Annotated[str, typer.Option("--method", help="dpo or rejection")] = "dpo",
+    beta: Annotated[float, typer.Option("--beta", help="DPO KL leash")] = 0.1,
+    steps: Annotated[int, typer.Option("--steps")] = 50,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-5,
+    monitor_every: Annotated[int, typer.Option("--monitor-every", help="real-success check every k steps")] = 0,
+    overrides: SetOpt = None,
+) -> None:
+    """Online DPO (or rejection fine-tuning) of the policy against the PRM, with a reward-hacking monitor."""
+    from agentprm.train.dpo import PolicyTrainConfig, train_policy
+
+    cfg = build_config(PolicyTrainConfig, {"policy": policy, "prm": str(prm), "states": [str(s) for s in states],
+                                           "out": str(out), "method": method, "beta": beta, "steps": steps,
+                                           "lr": lr, "monitor_every": monitor_every}, overrides)
+    summary = train_policy(cfg)
+    console.print({k: v for k, v in summary.items() if not isinstance(v, dict)})
+    console.print(f"policy saved to {out / 'model'}")
+
+
+def train(
+    config: Annotated[Path | None, typer.Option("--config", help="run config (YAML)")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="dotted key=value, e.g. sft.lr=1e-4")] = None,
+    show_config: Annotated[bool, typer.Option("--show-config", help="print every field with its default")] = False,
+) -> None:
+    """The whole AgentPRM loop (SFT π0 → K × [rollouts → targets → PRM → DPO → eval] → report.md); resumable."""
+    from agentprm.errors import ConfigError
+    from agentprm.loop import describe_config, load_config
+    from agentprm.loop import train as run_train
+
+    if show_config:
+        console.print(describe_config(), highlight=False, markup=False, soft_wrap=True)
+        return
+    if config is None:
+        raise ConfigError("give --config FILE (see configs/ and `agentprm train --show-config`)")
+    report = run_train(load_config(config, overrides))
+    console.print(f"report: {report}")

@@ -1,0 +1,336 @@
+"""Policy step of AgentPRM (paper Eq. 5): improve π against the PRM with a KL leash to π_{i-1}.
+
+Online DPO, one optimizer step at a time:
+  1. draw a batch of states from the rollouts (the states π_{i-1} visits);
+  2. sample two answers per state from the *current* weights (so the data stays on-policy);
+  3. the PRM scores both actions; the higher is "chosen" (pairs with equal actions or a score gap
+     under `min_margin` carry no preference and are dropped);
+  4. DPO loss with β against a frozen copy of π_{i-1} (the reference) — the KL leash.
+`method="rejection"` is the simple alternative the paper names: sample N, fine-tune (NLL) on the
+PRM's favourite.
+
+Reward hacking (the paper's Fig. 3): the PRM reward can keep rising while real success falls. Every
+`monitor_every` steps we play held-back *train* games greedily and log real success next to the mean
+PRM reward and the KL estimate; the best checkpoint by real success is kept and becomes the output.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import Progress
+from transformers import get_scheduler
+
+from agentprm.agents.policy import LMPolicy, PolicyConfig, answer_logprobs
+from agentprm.contexts import contexts_from_episode
+from agentprm.errors import ConfigError
+from agentprm.evaluation import write_json_atomic
+from agentprm.models import resolve_model
+from agentprm.prompts import TurnContext
+from agentprm.train.losses import dpo_loss
+from agentprm.trajectory import load_episodes
+
+
+@dataclass
+class PolicyTrainConfig:
+    policy: str
+    """π_{i-1}: model spec or folder; also the frozen DPO reference."""
+    prm: str
+    """Folder of a trained PRM (train-prm's output)."""
+    states: list[str]
+    """Trajectory files/folders whose turns are the training states."""
+    out: str
+    """Output folder: model/ (the kept policy), checkpoint/, metrics.jsonl, summary.json, plots."""
+    method: str = "dpo"
+    """"dpo" (online DPO, 2 samples per state) or "rejection" (sample N, fine-tune on the PRM's best)."""
+    beta: float = 0.1
+    """DPO temperature: larger keeps π closer to the reference."""
+    lr: float = 1e-5
+    """AdamW learning rate (linear decay after warm-up)."""
+    steps: int = 50
+    """Optimizer steps."""
+    batch_states: int = 8
+    """States per optimizer step."""
+    samples: int = 4
+    """Answers sampled per state for `rejection` (DPO always samples 2)."""
+    temperature: float = 1.0
+    """Sampling temperature for the pairs."""
+    max_new_tokens: int = 48
+    history_window: int | None = 8
+    """Must match what the policy was trained with."""
+    min_margin: float = 0.0
+    """Drop DPO pairs whose PRM scores differ by no more than this."""
+    warmup_steps: int = 0
+    monitor_every: int = 0
+    """Evaluate real success every k steps (0: off; then the final weights are kept)."""
+    monitor_games: int = 8
+    """Held-back train games for the monitor (the last games of a seeded shuffle of `monitor_split`)."""
+    monitor_split: str = "train"
+    early_stop_patience: int | None = None
+    """Stop after this many monitor evaluations without a new best (None: never)."""
+    max_steps_per_episode: int = 30
+    workers: int | None = None
+    seed: int = 0
+    device: str | None = None
+    dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in ("dpo", "rejection"):
+            raise ConfigError(f"method must be 'dpo' or 'rejection', got {self.method!r}")
+        if self.beta <= 0 or self.steps < 1 or self.batch_states < 1:
+            raise ConfigError("need beta > 0, steps >= 1 and batch_states >= 1")
+
+
+@dataclass
+class _State:
+    step: int = 0
+    best_success: float = -1.0
+    best_step: int = -1
+    evals_since_best: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_states(paths: list[str], seed: int) -> list[TurnContext]:
+    """Every turn of every non-failed episode, shuffled (seeded)."""
+    ctxs = [c for ep in load_episodes(paths, skip_corrupt=True) if ep.failed is None for c in contexts_from_episode(ep)]
+    if not ctxs:
+        raise ConfigError(f"no states in {paths}: run rollouts first")
+    random.Random(seed).shuffle(ctxs)
+    return ctxs
+
+
+def preference_pairs(
+    samples: list[list[Any]], scores: list[list[float]], min_margin: float
+) -> list[tuple[int, Any, Any, float, float]]:
+    """(state index, chosen, rejected, chosen score, rejected score) per state whose two samples are
+    different actions with PRM scores further apart than `min_margin`."""
+    pairs = []
+    for i, (outs, sc) in enumerate(zip(samples, scores, strict=True)):
+        a, b = outs[0], outs[1]
+        if a.action == b.action or abs(sc[0] - sc[1]) <= min_margin:
+            continue
+        pairs.append((i, a, b, sc[0], sc[1]) if sc[0] > sc[1] else (i, b, a, sc[1], sc[0]))
+    return pairs
+
+
+class PolicyTrainer:
+    """Holds π (trained), π_ref (frozen), the PRM, the optimizer, and the monitor."""
+
+    def __init__(self, cfg: PolicyTrainConfig):
+        from agentprm.train.prm import PRM
+
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        ckpt = self.out / "checkpoint"
+        start = str(ckpt / "model") if (ckpt / "state.json").is_file() else cfg.policy
+        self.model, self.tokenizer = resolve_model(start, cfg.device, cfg.dtype)
+        self.ref = resolve_model(cfg.policy, cfg.device, cfg.dtype)[0] if cfg.method == "dpo" else None
+        if self.ref is not None:
+            self.ref.requires_grad_(False)
+        self.prm = PRM.load(cfg.prm, device=cfg.device)
+        self.states = load_states(cfg.states, cfg.seed)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr)
+        self.sched = get_scheduler("linear", self.opt, cfg.warmup_steps, cfg.steps)
+        self.state = _State()
+        if start != cfg.policy:
+            self._resume(ckpt)
+        pc = PolicyConfig(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                          history_window=cfg.history_window, seed=cfg.seed)
+        self.sampler = LMPolicy(self.model, self.tokenizer, pc, name="pi")
+
+    # -- one step ---------------------------------------------------------------------------------
+    def batch(self) -> list[TurnContext]:
+        k, n = self.cfg.batch_states, len(self.states)
+        s = (self.state.step * k) % n
+        return [self.states[(s + j) % n] for j in range(k)]
+
+    def step(self) -> dict[str, float]:
+        ctxs = self.batch()
+        n = 2 if self.cfg.method == "dpo" else self.cfg.samples
+        self.model.eval()
+        samples = self.sampler.sample(ctxs, n)
+        flat_ctx = [c for c, outs in zip(ctxs, samples, strict=True) for _ in outs]
+        flat = self.prm.score(flat_ctx, [o.action for outs in samples for o in outs])
+        scores = [flat[i * n : (i + 1) * n] for i in range(len(ctxs))]
+        self.model.train()
+        update = self._dpo if self.cfg.method == "dpo" else self._rejection
+        metrics = update(ctxs, samples, scores)
+        metrics["prm/mean_reward"] = sum(flat) / len(flat)
+        metrics["policy/kl"] = self._kl_estimate(ctxs, samples)
+        self.state.step += 1
+        return metrics
+
+    def _update(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.sched.step()
+
+    def _dpo(
+        self, ctxs: list[TurnContext], samples: list[list[Any]], scores: list[list[float]]
+    ) -> dict[str, float]:
+        pairs = preference_pairs(samples, scores, self.cfg.min_margin)
+        if not pairs:
+            self.sched.step()
+            return {"dpo/pairs": 0.0}
+        msgs = [self.sampler.messages(ctxs[i]) for i, *_ in pairs]
+        chosen = [c.raw_output for _, c, *_ in pairs]
+        rejected = [r.raw_output for _, _, r, *_ in pairs]
+        pol_c = answer_logprobs(self.model, self.tokenizer, msgs, chosen)
+        pol_r = answer_logprobs(self.model, self.tokenizer, msgs, rejected)
+        with torch.no_grad():
+            ref_c = answer_logprobs(self.ref, self.tokenizer, msgs, chosen)
+            ref_r = answer_logprobs(self.ref, self.tokenizer, msgs, rejected)
+        loss, rc, rr = dpo_loss(pol_c, pol_r, ref_c, ref_r, self.cfg.beta)
+        self._update(loss)
+        return {
+            "dpo/loss": loss.item(),
+            "dpo/pairs": float(len(pairs)),
+            "dpo/rewards/chosen": rc.mean().item(),
+            "dpo/rewards/rejected": rr.mean().item(),
+            "dpo/rewards/margin": (rc - rr).mean().item(),
+            "dpo/rewards/accuracy": (rc > rr).float().mean().item(),
+            "prm/pair_gap": sum(sc - sr for *_, sc, sr in pairs) / len(pairs),
+        }
+
+    def _rejection(
+        self, ctxs: list[TurnContext], samples: list[list[Any]], scores: list[list[float]]
+    ) -> dict[str, float]:
+        best = [outs[max(range(len(sc)), key=sc.__getitem__)] for outs, sc in zip(samples, scores, strict=True)]
+        msgs = [self.sampler.messages(c) for c in ctxs]
+        lp = answer_logprobs(self.model, self.tokenizer, msgs, [b.raw_output for b in best])
+        loss = -lp.mean()
+        self._update(loss)
+        return {"rejection/nll": loss.item(), "prm/best_reward": sum(max(s) for s in scores) / len(scores)}
+
+    @torch.no_grad()
+    def _kl_estimate(self, ctxs: list[TurnContext], samples: list[list[Any]]) -> float:
+        """Sample-based KL(π‖π_ref) ≈ mean over sampled answers of log π − log π_ref."""
+        if self.ref is None:
+            return 0.0
+        msgs = [self.sampler.messages(c) for c, outs in zip(ctxs, samples, strict=True) for _ in outs]
+        texts = [o.raw_output for outs in samples for o in outs]
+        pol = answer_logprobs(self.model, self.tokenizer, msgs, texts)
+        ref = answer_logprobs(self.ref, self.tokenizer, msgs, texts)
+        return (pol - ref).mean().item()
+
+    # -- monitor, checkpoints -----------------------------------------------------------------------
+    def monitor(self) -> float:
+        """Greedy real success on held-back train games (the reward-hacking check)."""
+        from agentprm.envs.games import find_games
+        from agentprm.rollout import make_jobs, run_rollouts
+
+        games = find_games(self.cfg.monitor_split)
+        random.Random(self.cfg.seed).shuffle(games)
+        held = sorted(games[-self.cfg.monitor_games :], key=lambda g: g.game_id)
+        greedy = LMPolicy(self.model.eval(), self.tokenizer,
+                          PolicyConfig(temperature=0.0, history_window=self.cfg.history_window), name="pi")
+        eps = run_rollouts(greedy, make_jobs(held), self.out / "monitor" / f"step{self.state.step}.jsonl",
+                           self.cfg.workers, self.cfg.max_steps_per_episode, show_progress=False)
+        return sum(e.won for e in eps) / max(1, len(eps))
+
+    def save(self, folder: Path) -> None:
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp / "model")
+        self.tokenizer.save_pretrained(tmp / "model")
+        torch.save({"opt": self.opt.state_dict(), "sched": self.sched.state_dict()}, tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(asdict(self.state)))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+
+    def _resume(self, ckpt: Path) -> None:
+        self.state = _State(**json.loads((ckpt / "state.json").read_text()))
+        saved = torch.load(ckpt / "optimizer.pt", weights_only=True)  # our own file, tensors only
+        self.opt.load_state_dict(saved["opt"])
+        self.sched.load_state_dict(saved["sched"])
+
+    def keep_best(self, success: float) -> bool:
+        if success > self.state.best_success:
+            self.state.best_success, self.state.best_step, self.state.evals_since_best = success, self.state.step, 0
+            tmp = self.out / "best.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            shutil.rmtree(self.out / "best", ignore_errors=True)
+            tmp.rename(self.out / "best")
+            return True
+        self.state.evals_since_best += 1
+        return False
+
+
+def train_policy(cfg: PolicyTrainConfig, show_progress: bool = True) -> dict[str, Any]:
+    """Run the policy step to the end (resuming from out/checkpoint); returns the summary."""
+    trainer = PolicyTrainer(cfg)
+    out, st = trainer.out, trainer.state
+    log = out / "metrics.jsonl"
+    t0, stopped_early = time.perf_counter(), False
+    with Progress(disable=not show_progress) as bar:
+        task = bar.add_task(f"policy step ({cfg.method})", total=cfg.steps, completed=st.step)
+        if cfg.monitor_every and st.step == 0 and not st.history:
+            st.history.append({"step": 0, "monitor/success": trainer.monitor()})
+            trainer.keep_best(st.history[-1]["monitor/success"])
+        while st.step < cfg.steps and not stopped_early:
+            metrics = {"step": st.step + 1, **trainer.step()}
+            if cfg.monitor_every and st.step % cfg.monitor_every == 0:
+                metrics["monitor/success"] = trainer.monitor()
+                trainer.keep_best(metrics["monitor/success"])
+                p = cfg.early_stop_patience
+                stopped_early = p is not None and st.evals_since_best >= p
+            st.history.append(metrics)
+            with open(log, "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            trainer.save(out / "checkpoint")
+            bar.update(task, completed=st.step)
+    return _finish(trainer, time.perf_counter() - t0, stopped_early)
+
+
+def _finish(trainer: PolicyTrainer, wall: float, stopped_early: bool) -> dict[str, Any]:
+    cfg, out, st = trainer.cfg, trainer.out, trainer.state
+    final = out / "model"
+    tmp = out / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if cfg.monitor_every and (out / "best").is_dir():
+        shutil.copytree(out / "best", tmp)
+    else:
+        trainer.model.save_pretrained(tmp)
+        trainer.tokenizer.save_pretrained(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    plot_monitor(st.history, out / "reward_hacking.png")
+    summary = {
+        "config": asdict(cfg), "steps": st.step, "stopped_early": stopped_early, "wall_s": round(wall, 1),
+        "monitor/best_success": st.best_success, "monitor/best_step": st.best_step,
+        "last": st.history[-1] if st.history else {},
+    }
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def plot_monitor(history: list[dict[str, Any]], path: Path) -> None:
+    """Mean PRM reward, KL and real success against steps (the paper's Fig. 3 effect)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for key, style in (("prm/mean_reward", "-"), ("monitor/success", "o-"), ("policy/kl", ":")):
+        pts = [(h["step"], h[key]) for h in history if key in h]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), style, label=key)
+    ax.set_xlabel("policy step")
+    ax.legend()
+    ax.set_title("PRM reward vs real success")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

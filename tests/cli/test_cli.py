@@ -1,0 +1,75 @@
+"""The `agentprm` command through its real entry point (a subprocess, as a user runs it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from agentprm.envs.alfworld import ALFWorldEnv
+from agentprm.envs.games import find_games
+
+
+def agentprm(*args: str, env: dict[str, str] | None = None, stdin: str | None = None):
+    return subprocess.run(
+        ["agentprm", *args], capture_output=True, text=True, input=stdin, timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_lists_commands():
+    r = agentprm("--help")
+    assert r.returncode == 0
+    for cmd in ("data", "expert", "play", "bench"):
+        assert cmd in r.stdout
+
+
+def test_data_check_missing_data_is_one_clear_line():
+    r = agentprm("data", "check", env={"ALFWORLD_DATA": "/nonexistent"})
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "/nonexistent" in lines[0] and "ALFWORLD_DATA" in lines[0]
+
+
+def test_data_check_counts_games(alfworld_root):
+    r = agentprm("data", "check")
+    assert r.returncode == 0, r.stderr
+    assert "3553" in r.stdout and "140" in r.stdout
+
+
+def test_expert_writes_demos_summary_and_resumes(alfworld_root, tmp_path):
+    out = tmp_path / "expert"
+    args = ("expert", "--split", "valid_seen", "--games", "3", "--out", str(out), "--workers", "2")
+    r = agentprm(*args)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["eval/episodes"] == 3 and summary["eval/won"] == 3 and summary["eval/success"] == 1.0
+    assert (out / "success.png").stat().st_size > 0
+    lines = (out / "trajectories.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    r = agentprm(*args)  # rerun: nothing replayed, nothing duplicated
+    assert r.returncode == 0
+    assert (out / "trajectories.jsonl").read_text().splitlines() == lines
+
+
+def test_expert_bad_split_is_one_line(alfworld_root, tmp_path):
+    r = agentprm("expert", "--split", "nope", "--out", str(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "unknown split" in r.stderr
+
+
+def test_play_a_game_to_the_win(alfworld_root):
+    game = find_games("valid_seen", ["look_at_obj_in_light"])[0]
+    plan = ALFWorldEnv(game).walkthrough
+    r = agentprm("play", "--game", game.game_id, stdin="\n".join(plan) + "\n")
+    assert r.returncode == 0, r.stderr
+    assert "You won!" in r.stdout and f"{len(plan)} steps" in r.stdout
+
+
+def test_bench_env_writes_figures(alfworld_root, tmp_path):
+    r = agentprm("bench", "env", "--workers", "1,2", "--episodes", "2", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    result = json.loads(Path(tmp_path / "summary.json").read_text())
+    assert [x["workers"] for x in result["results"]] == [1, 2]
+    assert all(x["steps_per_s"] > 0 and x["resets_per_s"] > 0 for x in result["results"])
