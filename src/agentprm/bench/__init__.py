@@ -1,0 +1,1 @@
+"""Benchmarks as plain functions that return dicts; the CLI prints them and writes summary.json."""
