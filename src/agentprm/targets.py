@@ -1,0 +1,327 @@
+"""Monte Carlo PRM targets: rollouts (trajectory JSONL) → parquet rows of (state, action, Q̂).
+
+For every (state, action) seen in the rollouts, Q̂ is the mean over its visits of the discounted
+outcome γ^(T−1−t)·R (Eq. 1 of Choudhury 2025), where T is the number of turns of the visiting
+episode, t the turn of the visit and R = 1 if that episode was won, else 0. An episode cut off by
+the step budget (`truncated`) has won=false and counts as a loss, R = 0. Episodes whose worker
+failed (`failed` set) are skipped: their outcome is unknown, not a loss.
+
+Note on discounting: the paper's released code discounts by γ^t from the episode *start*, which
+contradicts Eq. 1 (γ^(T−1−t), from the outcome backwards) and would make late actions, the ones
+closest to the success, worth the least. We implement Eq. 1.
+
+A state is identified by the sha256 of (task, full history of (observation, action) before t,
+observation, admissible actions); a state–action pair adds the action. The free-text reason is not
+part of the key: two answers with the same command are the same action. Visits merge across files
+and runs, and `visits` counts them, so Q̂ of a pair seen once is a single 0/γ^k sample.
+
+Train/val are split BY GAME (a salted hash of game_id, stable when games are added), so no game is
+in both. Rows are aggregated per (split, key): a text-identical state reached in a train game and in
+a val game (rare) yields one row in each split. `history_window` only shortens the history stored in
+the rows; keys always hash the full history.
+
+Outputs under `out/`: train.parquet, val.parquet (one row per state–action), pairs_train.parquet,
+pairs_val.parquet (Bradley–Terry pairs: two actions at the same state whose Q̂ differ by ≥ δ) and
+summary.json. Every file is written aside and renamed into place, so a crash leaves no half file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from agentprm.contexts import contexts_from_episode, history_from_json, history_to_json
+from agentprm.errors import ConfigError
+from agentprm.prompts import TurnContext
+from agentprm.train.losses import discounted_return
+from agentprm.trajectory import Episode, load_episodes, trajectory_files
+
+SPLITS = ("train", "val")
+
+ROW_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("state_key", pa.string()),
+        ("game_id", pa.string()),
+        ("split", pa.string()),
+        ("task_type", pa.string()),
+        ("task", pa.string()),
+        ("history", pa.string()),
+        ("observation", pa.string()),
+        ("admissible_actions", pa.list_(pa.string())),
+        ("action", pa.string()),
+        ("q", pa.float64()),
+        ("visits", pa.int64()),
+        ("t", pa.int64()),
+    ]
+)
+
+PAIR_SCHEMA = pa.schema(
+    [
+        ("state_key", pa.string()),
+        ("game_id", pa.string()),
+        ("split", pa.string()),
+        ("task_type", pa.string()),
+        ("task", pa.string()),
+        ("history", pa.string()),
+        ("observation", pa.string()),
+        ("admissible_actions", pa.list_(pa.string())),
+        ("chosen", pa.string()),
+        ("rejected", pa.string()),
+        ("q_chosen", pa.float64()),
+        ("q_rejected", pa.float64()),
+        ("visits_chosen", pa.int64()),
+        ("visits_rejected", pa.int64()),
+    ]
+)
+
+
+@dataclass
+class TargetsConfig:
+    """Where the rollouts are, where the targets go and how Q̂ is computed."""
+
+    rollouts: list[str]
+    """Trajectory JSONL files or folders (searched recursively for *.jsonl); all are merged."""
+    out: str
+    """Output folder (created); existing files of the same names are replaced."""
+    gamma: float = 0.95
+    """Discount of Eq. 1: the action t turns before the end gets γ^(T−1−t) of the outcome."""
+    val_fraction: float = 0.1
+    """Expected share of *games* held out for validation (split by a hash of game_id)."""
+    delta: float = 0.2
+    """Minimum Q̂ gap between two actions at the same state for a Bradley–Terry pair."""
+    history_window: int | None = None
+    """Turns of history stored per row (None: all). Keys always use the full history."""
+    seed: int = 0
+    """Salt of the game hash: another seed gives another (still deterministic) split."""
+    skip_corrupt: bool = False
+    """Skip unreadable trajectory lines with a warning instead of stopping."""
+
+    def validate(self) -> None:
+        if not self.rollouts:
+            raise ConfigError("targets: no rollouts given; pass trajectory files or folders")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"targets: gamma={self.gamma} must be in (0, 1]")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"targets: val_fraction={self.val_fraction} must be in [0, 1)")
+        if self.delta < 0:
+            raise ConfigError(f"targets: delta={self.delta} must be >= 0")
+        if self.history_window is not None and self.history_window < 0:
+            raise ConfigError(f"targets: history_window={self.history_window} must be >= 0 or None")
+
+
+def _sha256(obj: Any) -> str:
+    """Hash of a JSON encoding: unambiguous (no separator can collide with the text itself)."""
+    blob = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _state_fields(ctx: TurnContext) -> list[Any]:
+    history = [[h.observation, h.action] for h in ctx.history]
+    return [ctx.task, history, ctx.observation, list(ctx.admissible_actions)]
+
+
+def state_key(ctx: TurnContext) -> str:
+    """Identity of a state: task, full history, observation and admissible actions."""
+    return _sha256(_state_fields(ctx))
+
+
+def pair_key(ctx: TurnContext, action: str) -> str:
+    """Identity of a state–action pair (the reason text is deliberately not part of it)."""
+    return _sha256([*_state_fields(ctx), action])
+
+
+def split_of(game_id: str, val_fraction: float, seed: int = 0) -> str:
+    """"train" or "val" for a game: a salted hash mapped to [0, 1), so the same game always lands in
+    the same split whatever other games are present."""
+    digest = hashlib.sha256(f"{seed}:{game_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    return "val" if u < val_fraction else "train"
+
+
+@dataclass
+class _Visits:
+    """Running aggregate of one (split, state–action) pair."""
+
+    ctx: TurnContext
+    action: str
+    task_type: str
+    t: int
+    returns: list[float] = field(default_factory=list)
+    games: set[str] = field(default_factory=set)
+
+
+def _episode_visits(ep: Episode, gamma: float) -> Iterable[tuple[TurnContext, str, int, float]]:
+    """(context, action, turn, discounted return) of every step of one finished episode."""
+    T, R = len(ep.steps), 1.0 if ep.won else 0.0
+    for t, (ctx, step) in enumerate(zip(contexts_from_episode(ep), ep.steps, strict=True)):
+        yield ctx, step.action, t, discounted_return(T, t, R, gamma)
+
+
+def aggregate(episodes: Iterable[Episode], cfg: TargetsConfig) -> dict[tuple[str, str], _Visits]:
+    """Visits per (split, pair key) over all usable episodes (failed and empty ones skipped)."""
+    table: dict[tuple[str, str], _Visits] = {}
+    for ep in episodes:
+        if ep.failed is not None or not ep.steps:
+            continue
+        split = split_of(ep.game_id, cfg.val_fraction, cfg.seed)
+        for ctx, action, t, ret in _episode_visits(ep, cfg.gamma):
+            k = (split, pair_key(ctx, action))
+            if k not in table:
+                table[k] = _Visits(ctx=ctx, action=action, task_type=ep.task_type, t=t)
+            table[k].returns.append(ret)
+            table[k].games.add(ep.game_id)
+    return table
+
+
+def _row(split: str, key: str, v: _Visits, history_window: int | None) -> dict[str, Any]:
+    history = v.ctx.history
+    if history_window is not None:
+        history = history[-history_window:] if history_window else []
+    return {
+        "key": key,
+        "state_key": state_key(v.ctx),
+        "game_id": min(v.games),  # deterministic whatever the file order
+        "split": split,
+        "task_type": v.task_type,
+        "task": v.ctx.task,
+        "history": history_to_json(history),
+        "observation": v.ctx.observation,
+        "admissible_actions": list(v.ctx.admissible_actions),
+        "action": v.action,
+        "q": float(np.mean(v.returns)),
+        "visits": len(v.returns),
+        "t": v.t,
+    }
+
+
+def extract_pairs(rows: Sequence[Mapping[str, Any]], delta: float) -> list[dict[str, Any]]:
+    """Bradley–Terry pairs: every two actions at the same state (and split) with |ΔQ̂| ≥ δ,
+    the higher-Q̂ one chosen. A tiny tolerance keeps a gap of exactly δ (e.g. 0.3 − 0.1) in."""
+    by_state: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        by_state.setdefault((r["split"], r["state_key"]), []).append(r)
+    pairs = []
+    for group in by_state.values():
+        group = sorted(group, key=lambda r: (-r["q"], r["action"]))
+        for i, hi in enumerate(group):
+            for lo in group[i + 1 :]:
+                if hi["q"] - lo["q"] >= delta - 1e-12:
+                    pairs.append(_pair(hi, lo))
+    return pairs
+
+
+def _pair(hi: Mapping[str, Any], lo: Mapping[str, Any]) -> dict[str, Any]:
+    shared = ("state_key", "game_id", "split", "task_type", "task", "history", "observation")
+    return {
+        **{k: hi[k] for k in shared},
+        "admissible_actions": list(hi["admissible_actions"]),
+        "chosen": hi["action"],
+        "rejected": lo["action"],
+        "q_chosen": hi["q"],
+        "q_rejected": lo["q"],
+        "visits_chosen": hi["visits"],
+        "visits_rejected": lo["visits"],
+    }
+
+
+def write_parquet(rows: Sequence[Mapping[str, Any]], schema: pa.Schema, path: Path) -> None:
+    """Write rows atomically (aside, then os.replace); an empty list still gives a typed file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    pq.write_table(pa.Table.from_pylist(list(rows), schema=schema), tmp)
+    os.replace(tmp, path)
+
+
+def write_json(data: Mapping[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a targets parquet file as dicts (small enough to hold in memory)."""
+    return pq.read_table(path).to_pylist()
+
+
+def row_to_context(row: Mapping[str, Any]) -> TurnContext:
+    """The prompt context of a stored row (history as stored, i.e. possibly windowed)."""
+    return TurnContext(
+        task=row["task"],
+        observation=row["observation"],
+        admissible_actions=list(row["admissible_actions"]),
+        history=history_from_json(row["history"]),
+        game_id=row.get("game_id", ""),
+    )
+
+
+def rows_to_contexts(rows: Iterable[Mapping[str, Any]]) -> list[TurnContext]:
+    return [row_to_context(r) for r in rows]
+
+
+def _histogram(qs: Sequence[float]) -> dict[str, list[float]]:
+    counts, edges = np.histogram(np.asarray(qs, dtype=float), bins=10, range=(0.0, 1.0))
+    return {"counts": counts.tolist(), "edges": edges.tolist()}
+
+
+def _summary(
+    cfg: TargetsConfig, episodes: Sequence[Episode], rows: dict[str, list], pairs: dict[str, list]
+) -> dict[str, Any]:
+    used = [ep for ep in episodes if ep.failed is None and ep.steps]
+    all_q = [r["q"] for split in SPLITS for r in rows[split]]
+    out: dict[str, Any] = {
+        "targets/episodes_read": len(episodes),
+        "targets/episodes_used": len(used),
+        "targets/episodes_failed_skipped": sum(ep.failed is not None for ep in episodes),
+        "targets/episodes_won": sum(ep.won for ep in used),
+        "targets/episodes_truncated": sum(ep.truncated for ep in used),
+        "targets/visits": sum(len(ep.steps) for ep in used),
+        "targets/mean_q": float(np.mean(all_q)) if all_q else None,
+        "targets/q_histogram": _histogram(all_q),
+    }
+    for split in SPLITS:
+        qs = [r["q"] for r in rows[split]]
+        out[f"targets/{split}/rows"] = len(rows[split])
+        out[f"targets/{split}/pairs"] = len(pairs[split])
+        out[f"targets/{split}/games"] = len({r["game_id"] for r in rows[split]})
+        out[f"targets/{split}/mean_q"] = float(np.mean(qs)) if qs else None
+    out["config"] = asdict(cfg)
+    out["note"] = (
+        "q = mean over visits of gamma^(T-1-t) * R (Eq. 1; R=1 if won, truncated = loss; failed "
+        "episodes skipped). The paper's released code discounts by gamma^t from the episode start "
+        "instead; we follow Eq. 1. Split by game (hash of game_id); pairs need |dq| >= delta."
+    )
+    return out
+
+
+def build_targets(cfg: TargetsConfig) -> dict[str, Any]:
+    """Read every rollout, compute Q̂ per state–action, write the parquet files and summary.json,
+    and return the summary."""
+    cfg.validate()
+    files = list(dict.fromkeys(p.resolve() for p in trajectory_files(cfg.rollouts)))  # each file once
+    episodes = load_episodes(files, skip_corrupt=cfg.skip_corrupt)
+    table = aggregate(episodes, cfg)
+    rows: dict[str, list] = {s: [] for s in SPLITS}
+    for (split, key), v in table.items():
+        rows[split].append(_row(split, key, v, cfg.history_window))
+    pairs: dict[str, list] = {}
+    for split in SPLITS:
+        rows[split].sort(key=lambda r: (r["game_id"], r["t"], r["key"]))
+        pairs[split] = extract_pairs(rows[split], cfg.delta)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        write_parquet(rows[split], ROW_SCHEMA, out / f"{split}.parquet")
+        write_parquet(pairs[split], PAIR_SCHEMA, out / f"pairs_{split}.parquet")
+    summary = _summary(cfg, episodes, rows, pairs)
+    summary["targets/files"] = [str(f) for f in files]
+    write_json(summary, out / "summary.json")
+    return summary

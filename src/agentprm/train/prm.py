@@ -1,0 +1,509 @@
+"""The process reward model: a causal-LM backbone with a scalar head, trained on Monte Carlo targets.
+
+`PRM` reads the same text the policy sees (chat template of `build_messages` + `format_answer`), runs
+the backbone's base model (no LM head, so no vocabulary-sized logits) and applies a Linear head to
+the hidden state of the LAST real token of prompt + answer: by then the causal model has read the
+whole state and the action. Sequences are right-padded and the head index comes from the attention
+mask, so padding never changes a score; overlong prompts are cut from the left, keeping the answer.
+
+`train_prm` fits it with soft BCE on Q̂ (Eq. 4; calibrated probabilities of eventual success) or
+with Bradley–Terry on same-state pairs (only the ordering; scores not calibrated), then reports
+validation soft BCE, Brier score and AUC for the success label (q > 0), a reliability diagram and
+namespaced metrics (`prm/val_bce`, `prm/brier`, `prm/auc`, ...). The loop is plain torch: mixed
+precision by bf16 autocast on CUDA over fp32 master weights, transformers' LR schedule, one
+checkpoint per epoch (model in safetensors, optimizer tensors loaded with weights_only=True).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from agentprm.errors import ConfigError, ModelLoadError
+from agentprm.models import load_causal_lm, load_tokenizer, pick_device
+from agentprm.prompts import TurnContext, build_messages, format_answer
+from agentprm.targets import read_rows, row_to_context, write_json
+from agentprm.train.losses import bradley_terry, soft_bce
+
+log = logging.getLogger(__name__)
+PRM_FORMAT, PRM_VERSION = "agentprm.prm", 1
+LOSSES = ("soft-bce", "bradley-terry")
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    """bf16 autocast on CUDA (fp32 master weights stay exact); a no-op elsewhere."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B,) index of the last 1 in each row of a (B, T) mask; right or left padding alike."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask.long() * positions).argmax(dim=1)
+
+
+class PRM(nn.Module):
+    """Scores (state, action) pairs: σ(head(h_last)) ≈ probability the episode is eventually won."""
+
+    def __init__(self, backbone: Any, tokenizer: Any, history_window: int | None = None, max_length: int = 1024):
+        super().__init__()
+        self.backbone = backbone  # an AutoModelForCausalLM; saved whole so it stays loadable as an LM
+        self.tokenizer = tokenizer
+        self.history_window = history_window
+        self.max_length = max_length
+        self.head = nn.Linear(backbone.config.hidden_size, 1).to(next(backbone.parameters()).device)
+        # Zero init: every score starts at σ(0) = 0.5, so early steps fit the head rather than undo a
+        # random one (large hidden-state outliers of real LMs would make a random head's z huge).
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_spec(cls, spec: str, device: str | None = None, dtype: str | None = None,
+                  history_window: int | None = None, max_length: int = 1024) -> PRM:
+        """A PRM with a fresh head on any model spec `models.resolve_model` accepts."""
+        return cls(load_causal_lm(spec, device, dtype), load_tokenizer(spec), history_window, max_length)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def texts(self, contexts: Sequence[TurnContext], actions: Sequence[str]) -> list[str]:
+        """prompt (chat template, generation prompt on) + answer: the policy's own text for a turn."""
+        out = []
+        for ctx, action in zip(contexts, actions, strict=True):
+            messages = build_messages(ctx, self.history_window)
+            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            out.append(prompt + format_answer(action))
+        return out
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Untruncated ids (the template already holds any special tokens); `collate` truncates."""
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    def collate(self, ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded (B, T) input ids and attention mask; each sequence keeps its last
+        `max_length` tokens, so the answer (at the end) survives truncation."""
+        ids = [list(x)[-self.max_length :] for x in ids]
+        width = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, x in enumerate(ids):
+            input_ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[i, : len(x)] = 1
+        return input_ids.to(self.device), mask.to(self.device)
+
+    def _hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        base = self.backbone.base_model
+        if base is not self.backbone:  # the decoder without the LM head
+            return base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.hidden_states[-1]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B,) raw scores z (logits of success) of (B, T) right-padded sequences (as `collate` makes;
+        left padding would shift the position ids of the real tokens)."""
+        hidden = self._hidden(input_ids, attention_mask)  # (B, T, H)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        last = hidden[rows, last_token_index(attention_mask)]  # (B, H)
+        return self.head(last.to(self.head.weight.dtype)).squeeze(-1).float()  # (B,)
+
+    @torch.no_grad()
+    def logits(self, contexts: Sequence[TurnContext], actions: Sequence[str], batch_size: int = 16) -> list[float]:
+        """Raw scores z for many pairs, batched by length (little padding), in input order."""
+        ids = self.token_ids(self.texts(contexts, actions))
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        scores = [0.0] * len(ids)
+        was_training = self.training
+        self.eval()
+        try:
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                with _autocast(self.device):
+                    z = self(*self.collate([ids[i] for i in chunk]))
+                for i, v in zip(chunk, z.tolist(), strict=True):
+                    scores[i] = v
+        finally:
+            self.train(was_training)
+        return scores
+
+    def score(self, contexts: Sequence[TurnContext], actions: Sequence[str], batch_size: int = 16) -> list[float]:
+        """σ(z): the PRM's probability of eventual success for each (context, action); no grad."""
+        return torch.sigmoid(torch.tensor(self.logits(contexts, actions, batch_size))).tolist()
+
+    def save(self, path: str | Path) -> Path:
+        """backbone/ (save_pretrained: weights in safetensors, config, tokenizer), head.safetensors,
+        prm.json. Written to a temp folder and renamed into place; no pickle anywhere."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.backbone.save_pretrained(tmp / "backbone")
+        self.tokenizer.save_pretrained(tmp / "backbone")
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
+                  tmp / "head.safetensors")
+        meta = {"format": PRM_FORMAT, "version": PRM_VERSION, "hidden_size": self.head.in_features,
+                "history_window": self.history_window, "max_length": self.max_length}
+        (tmp / "prm.json").write_text(json.dumps(meta, indent=2) + "\n")
+        replace_dir(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None, dtype: str | None = None) -> PRM:
+        """A saved PRM; `path` may also be a `train_prm` output folder (its model/ is used)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / "prm.json").is_file() and (path / "model" / "prm.json").is_file():
+            path = path / "model"
+        if not (path / "prm.json").is_file():
+            raise ModelLoadError(f"no PRM at {path} (no prm.json); give a folder written by PRM.save/train_prm")
+        meta = json.loads((path / "prm.json").read_text())
+        if meta.get("format") != PRM_FORMAT or int(meta.get("version", 0)) > PRM_VERSION:
+            raise ModelLoadError(f"{path}/prm.json is not an {PRM_FORMAT} v<={PRM_VERSION} record")
+        prm = cls.from_spec(str(path / "backbone"), device, dtype, meta["history_window"], meta["max_length"])
+        prm.head.load_state_dict(load_file(path / "head.safetensors", device=str(prm.device)))
+        return prm
+
+
+def replace_dir(tmp: Path, path: Path) -> None:
+    """Move a finished folder into place. The old one is renamed aside first and deleted after,
+    so at every moment either the old or the new complete folder exists (one of them by its
+    aside name during the two renames)."""
+    old = path.with_name(f".{path.name}.old{os.getpid()}")
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Area under the ROC curve by the rank (Mann–Whitney) formula, ties counting one half:
+    (Σ ranks of positives − P(P+1)/2) / (P·N). None when only one class is present."""
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    i = 0
+    while i < len(s):  # average rank over each run of equal scores
+        j = i
+        while j + 1 < len(s) and s[order[j + 1]] == s[order[i]]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def reliability_bins(probs: Sequence[float], labels: Sequence[float], n_bins: int = 10) -> list[dict[str, Any]]:
+    """Equal-width bins of predicted probability: count, mean prediction, mean label. Empty bins are
+    kept with None means (not NaN, which is not valid JSON)."""
+    p, y = np.asarray(probs, dtype=float), np.asarray(labels, dtype=float)
+    idx = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        sel = idx == b
+        n = int(sel.sum())
+        bins.append({"lo": b / n_bins, "hi": (b + 1) / n_bins, "count": n,
+                     "mean_p": float(p[sel].mean()) if n else None,
+                     "frac_pos": float(y[sel].mean()) if n else None})
+    return bins
+
+
+def expected_calibration_error(bins: Sequence[dict[str, Any]]) -> float:
+    """Σ_bins (count/N)·|mean prediction − fraction won|."""
+    total = sum(b["count"] for b in bins)
+    return float(sum(b["count"] / total * abs(b["mean_p"] - b["frac_pos"]) for b in bins if b["count"]))
+
+
+def plot_calibration(bins: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """Reliability diagram (PNG). Uses the Agg canvas directly, so no global backend is switched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    full = [b for b in bins if b["count"]]
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.bar([b["lo"] for b in bins], [b["frac_pos"] or 0.0 for b in bins], width=bins[0]["hi"] - bins[0]["lo"],
+           align="edge", alpha=0.4, edgecolor="k", label="fraction won")
+    ax.plot([b["mean_p"] for b in full], [b["frac_pos"] for b in full], "o-", label="bin mean")
+    for b in full:
+        ax.annotate(str(b["count"]), (b["lo"] + 0.05, min(b["frac_pos"] + 0.02, 0.97)), ha="center", fontsize=7)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="PRM score σ(z)", ylabel="fraction of episodes won", title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fig.savefig(tmp, format="png", dpi=120)
+    os.replace(tmp, path)
+
+
+def evaluate(prm: PRM, rows: Sequence[dict], pairs: Sequence[dict], batch_size: int) -> dict[str, Any]:
+    """Validation metrics. Label of a row = "episode won" (q > 0, i.e. some visit led to a win)."""
+    if not rows:
+        return {}
+    z = torch.tensor(prm.logits([row_to_context(r) for r in rows], [r["action"] for r in rows], batch_size))
+    p = torch.sigmoid(z).numpy()
+    q = np.array([r["q"] for r in rows])
+    won = (q > 0).astype(float)
+    bins = reliability_bins(p, won)
+    m: dict[str, Any] = {
+        "prm/val_bce": soft_bce(z, torch.tensor(q)).item(),
+        "prm/brier": float(np.mean((p - won) ** 2)),
+        "prm/auc": roc_auc(p, won.astype(bool)),
+        "prm/ece": expected_calibration_error(bins),
+        "prm/val_mse_q": float(np.mean((p - q) ** 2)),
+        "prm/val_rows": len(rows),
+        "prm/reliability": bins,
+    }
+    if pairs:
+        ctx = [row_to_context(r) for r in pairs]
+        zc = torch.tensor(prm.logits(ctx, [r["chosen"] for r in pairs], batch_size))
+        zr = torch.tensor(prm.logits(ctx, [r["rejected"] for r in pairs], batch_size))
+        m["prm/val_bt"] = bradley_terry(zc, zr).item()
+        m["prm/val_pair_acc"] = float((zc > zr).float().mean())
+    return m
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class PRMConfig:
+    """Everything `train_prm` needs; the resolved config is written to out/config.json."""
+
+    data: str
+    """Folder written by `targets.build_targets` (train/val parquet, pairs_*.parquet)."""
+    out: str
+    """Run folder: model/, checkpoint/, calibration.png, summary.json, config.json."""
+    model: str = "smollm2"
+    """Backbone spec for `models.load_causal_lm` ("smollm2", "tiny", a folder, a hub id)."""
+    loss: str = "soft-bce"
+    """"soft-bce" (Eq. 4 on Q̂; calibrated) or "bradley-terry" (same-state pairs; ranking only)."""
+    epochs: int = 1
+    lr: float = 1e-5
+    """Peak learning rate (AdamW), shared by backbone and head."""
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"
+    """Any `transformers.get_scheduler` name."""
+    warmup_ratio: float = 0.05
+    """Share of all optimizer steps spent warming up."""
+    batch_size: int = 8
+    """Rows (soft-bce) or pairs (bradley-terry, i.e. 2× sequences) per optimizer step."""
+    eval_batch_size: int = 32
+    max_length: int = 1024
+    """Tokens kept per sequence (cut from the left; the answer is never cut)."""
+    history_window: int | None = None
+    """Previous turns shown in the prompt (None: all); saved with the PRM and reused at scoring."""
+    max_grad_norm: float = 1.0
+    eval_each_epoch: bool = True
+    """Validate after every epoch (else once at the end)."""
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "fp32"
+    """Master-weight dtype; on CUDA the forward passes run under bf16 autocast anyway."""
+    max_rows: int | None = None
+    """Use at most this many training (and validation) examples, a seeded sample; for smoke runs."""
+
+    def validate(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"prm: loss={self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ConfigError("prm: epochs, batch_size and eval_batch_size must be >= 1")
+        if self.lr <= 0 or self.max_length < 8:
+            raise ConfigError(f"prm: need lr > 0 and max_length >= 8 (got lr={self.lr}, max_length={self.max_length})")
+        if not (Path(self.data) / "train.parquet").is_file():
+            raise ConfigError(f"prm: no {Path(self.data) / 'train.parquet'}; run the targets stage first")
+
+
+def _subsample(items: list[dict], n: int | None, seed: int) -> list[dict]:
+    if n is None or len(items) <= n:
+        return items
+    keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:n]
+    return [items[i] for i in sorted(keep.tolist())]
+
+
+def _load_split(cfg: PRMConfig, split: str) -> tuple[list[dict], list[dict]]:
+    """(rows, pairs) of a split; a missing file reads as empty."""
+    data = Path(cfg.data)
+    rows = read_rows(data / f"{split}.parquet") if (data / f"{split}.parquet").is_file() else []
+    pairs = read_rows(data / f"pairs_{split}.parquet") if (data / f"pairs_{split}.parquet").is_file() else []
+    return _subsample(rows, cfg.max_rows, cfg.seed), _subsample(pairs, cfg.max_rows, cfg.seed)
+
+
+def _examples(prm: PRM, cfg: PRMConfig, rows: list[dict], pairs: list[dict]) -> list[tuple]:
+    """Tokenised training examples: (ids, q) for soft-bce, (ids_chosen, ids_rejected) for pairs."""
+    if cfg.loss == "soft-bce":
+        ids = prm.token_ids(prm.texts([row_to_context(r) for r in rows], [r["action"] for r in rows]))
+        examples: list[tuple] = [(x, r["q"]) for x, r in zip(ids, rows, strict=True)]
+    else:
+        ctx = [row_to_context(p) for p in pairs]
+        chosen = prm.token_ids(prm.texts(ctx, [p["chosen"] for p in pairs]))
+        rejected = prm.token_ids(prm.texts(ctx, [p["rejected"] for p in pairs]))
+        examples = list(zip(chosen, rejected, strict=True))
+    if not examples:
+        what = "rows in train.parquet" if cfg.loss == "soft-bce" else "pairs in pairs_train.parquet (lower delta?)"
+        raise ConfigError(f"prm: no training {what} under {cfg.data}")
+    return examples
+
+
+def _data_stats(examples: list[tuple], max_length: int) -> dict[str, Any]:
+    """How many sequences `collate` will cut from the left (their oldest history is lost)."""
+    lengths = [len(x) for e in examples for x in e if isinstance(x, list)]
+    truncated = sum(n > max_length for n in lengths)
+    if truncated:
+        log.warning("prm: %d of %d sequences exceed max_length=%d and lose their start; raise max_length "
+                    "or lower history_window", truncated, len(lengths), max_length)
+    return {"prm/data/train_examples": len(examples), "prm/data/max_tokens": max(lengths),
+            "prm/data/mean_tokens": float(np.mean(lengths)), "prm/data/truncated": truncated}
+
+
+def _batch_loss(prm: PRM, batch: list[tuple], loss: str) -> tuple[torch.Tensor, int]:
+    """(loss, real tokens) of one batch; pairs go through one forward pass of 2B sequences."""
+    if loss == "soft-bce":
+        input_ids, mask = prm.collate([x for x, _ in batch])
+        z = prm(input_ids, mask)
+        return soft_bce(z, torch.tensor([q for _, q in batch], device=z.device)), int(mask.sum())
+    input_ids, mask = prm.collate([c for c, _ in batch] + [r for _, r in batch])
+    z = prm(input_ids, mask)
+    return bradley_terry(z[: len(batch)], z[len(batch) :]), int(mask.sum())
+
+
+def _save_checkpoint(out: Path, prm: PRM, opt: torch.optim.Optimizer, sched: Any, state: dict) -> None:
+    tmp = out / f".checkpoint.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    prm.save(tmp / "model")
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")  # tensors and plain containers only
+    torch.save(sched.state_dict(), tmp / "scheduler.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    replace_dir(tmp, out / "checkpoint")
+
+
+def _resume(cfg: PRMConfig) -> tuple[PRM, dict | None]:
+    """The checkpoint's model and state when out/checkpoint exists, else a fresh PRM."""
+    ckpt = Path(cfg.out) / "checkpoint"
+    if not (ckpt / "state.json").is_file():
+        return PRM.from_spec(cfg.model, cfg.device, cfg.dtype, cfg.history_window, cfg.max_length), None
+    state = json.loads((ckpt / "state.json").read_text())
+    for k in ("loss", "data", "history_window"):
+        if state["config"][k] != getattr(cfg, k):
+            raise ConfigError(f"prm: {ckpt} was written with {k}={state['config'][k]!r}, not "
+                              f"{getattr(cfg, k)!r}; delete it or choose another --out")
+    log.info("resuming from %s after epoch %d", ckpt, state["epoch"])
+    return PRM.load(ckpt / "model", cfg.device, cfg.dtype), state
+
+
+def _optimizer(prm: PRM, cfg: PRMConfig, total_steps: int, state: dict | None) -> tuple[Any, Any]:
+    from transformers import get_scheduler
+
+    opt = torch.optim.AdamW(prm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = get_scheduler(cfg.scheduler, opt, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
+                          num_training_steps=total_steps)
+    if state is not None:
+        ckpt = Path(cfg.out) / "checkpoint"
+        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=prm.device, weights_only=True))
+        sched.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
+    return opt, sched
+
+
+def _run_epoch(prm: PRM, cfg: PRMConfig, examples: list[tuple], opt: Any, sched: Any, epoch: int) -> dict:
+    """One pass in a seeded order (the same order after a resume); returns epoch metrics."""
+    from tqdm.auto import tqdm
+
+    prm.train()
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+    starts = range(0, len(order), cfg.batch_size)
+    losses, tokens, t0 = [], 0, time.perf_counter()
+    bar = tqdm(starts, desc=f"prm epoch {epoch + 1}/{cfg.epochs}", disable=None, leave=False)
+    for s in bar:
+        with _autocast(prm.device):
+            loss, n_tok = _batch_loss(prm, [examples[i] for i in order[s : s + cfg.batch_size]], cfg.loss)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(prm.parameters(), cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        tokens += n_tok
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", gnorm=f"{float(grad_norm):.2f}")
+    dt = time.perf_counter() - t0
+    return {"epoch": epoch + 1, "prm/train_loss": float(np.mean(losses)), "prm/lr": sched.get_last_lr()[0],
+            "prm/train_tokens_per_s": tokens / dt, "prm/train_examples_per_s": len(examples) / dt}
+
+
+def _versions() -> dict[str, str | None]:
+    import subprocess
+
+    import transformers
+
+    import agentprm
+
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        rev = None
+    return {"agentprm": agentprm.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "git": rev}
+
+
+def train_prm(cfg: PRMConfig) -> dict[str, Any]:
+    """Train (or resume) a PRM and write model/, calibration.png and summary.json under cfg.out."""
+    cfg.validate()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json({"config": asdict(cfg), "versions": _versions()}, out / "config.json")
+    prm, state = _resume(cfg)
+    train_rows, train_pairs = _load_split(cfg, "train")
+    val_rows, val_pairs = _load_split(cfg, "val")
+    examples = _examples(prm, cfg, train_rows, train_pairs)
+    data_stats = _data_stats(examples, cfg.max_length)
+    steps_per_epoch = -(-len(examples) // cfg.batch_size)
+    opt, sched = _optimizer(prm, cfg, steps_per_epoch * cfg.epochs, state)
+    history: list[dict] = state["history"] if state else []
+    start = state["epoch"] if state else 0
+    log.info("prm: %d examples, %d steps/epoch, device %s", len(examples), steps_per_epoch, pick_device(cfg.device))
+    metrics: dict[str, Any] = {}
+    for epoch in range(start, cfg.epochs):
+        epoch_metrics = _run_epoch(prm, cfg, examples, opt, sched, epoch)
+        if cfg.eval_each_epoch or epoch == cfg.epochs - 1:
+            metrics = evaluate(prm, val_rows, val_pairs, cfg.eval_batch_size)
+            epoch_metrics |= {k: v for k, v in metrics.items() if k != "prm/reliability"}
+        history.append(epoch_metrics)
+        log.info("prm: %s", json.dumps(epoch_metrics))
+        _save_checkpoint(out, prm, opt, sched, {"epoch": epoch + 1, "history": history, "config": asdict(cfg)})
+    if not metrics:  # resumed a finished run: evaluate what was loaded
+        metrics = evaluate(prm, val_rows, val_pairs, cfg.eval_batch_size)
+    return _finish(cfg, prm, metrics | data_stats, history, start)
+
+
+def _finish(cfg: PRMConfig, prm: PRM, metrics: dict, history: list[dict], start: int) -> dict[str, Any]:
+    """Final model, calibration plot and summary.json (the last validation metrics at top level)."""
+    out = Path(cfg.out)
+    prm.save(out / "model")
+    if metrics.get("prm/reliability"):
+        plot_calibration(metrics["prm/reliability"], out / "calibration.png",
+                         f"PRM ({cfg.loss}) on {metrics['prm/val_rows']} val rows")
+    else:
+        log.warning("prm: no validation rows under %s; no metrics or calibration plot", cfg.data)
+    summary = {**metrics, "prm/train_loss": history[-1]["prm/train_loss"] if history else None,
+               "prm/resumed_from_epoch": start, "history": history, "config": asdict(cfg), "versions": _versions()}
+    write_json(summary, out / "summary.json")
+    return summary
