@@ -1,0 +1,330 @@
+"""The LM policy: one causal LM serves every episode in flight, by generating or by scoring.
+
+Two ways to act, picked by `PolicyConfig.mode`:
+- "generate": the model writes `REASON: ... ACTION: ...` for all contexts in one batched, left-padded
+  `generate` call; `parse_answer` maps the text to an admissible command.
+- "score": the model never writes; each admissible action's answer text `format_answer(action)` is
+  scored by its log-likelihood and the argmax is taken (a constrained policy: every action is valid).
+
+What counts as "the answer" is defined once, in `encode_pair`: the answer text's tokens followed by
+the end-of-turn token, tokenized separately from the prompt (exactly what the model emits after the
+generation prompt). SFT trains on those tokens, score mode and DPO score them, and a generated
+answer's `logprob` covers the same tokens (including the end-of-turn token when the model stopped).
+All log-probabilities are under the model's own distribution (temperature-1, unwarped logits),
+whatever temperature/top-p were used to sample, so they can be compared across samplers and fed to
+DPO/importance weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentprm.agents.base import AgentOutput
+from agentprm.errors import ConfigError
+from agentprm.models import resolve_model
+from agentprm.prompts import TurnContext, build_messages, format_answer, parse_answer
+
+DEFAULT_HISTORY_WINDOW = 8
+"""Turns of history in a prompt (policy and SFT share it): ALFWorld episodes run to 50 steps, and the
+last 8 turns keep SmolLM2 prompts under ~1k tokens while covering a typical sub-goal."""
+
+END_OF_TURN = "<|im_end|>"
+STATIC_PAD_MULTIPLE = 64
+"""With a static cache, prompts are left-padded to a multiple of this, so the compiled decode step
+sees few distinct cache lengths (each new shape costs a recompile)."""
+
+
+@dataclass
+class PolicyConfig:
+    mode: str = "generate"
+    """"generate" (write an answer, parse it) or "score" (rank admissible actions by likelihood)."""
+    temperature: float = 1.0
+    """Sampling temperature; 0 is greedy. 1.0 samples the model itself (what on-policy RL wants)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (1.0: off). Ignored when greedy."""
+    max_new_tokens: int = 48
+    """Answer budget; `REASON: <sentence> ACTION: <command>` fits in ~40 SmolLM2 tokens."""
+    history_window: int | None = DEFAULT_HISTORY_WINDOW
+    """Previous turns shown in the prompt (None: all). Must match what the model was trained with."""
+    explore: bool = False
+    """Add the steered-exploration hint to the system prompt (for sampling rollouts only)."""
+    seed: int = 0
+    """Base seed; call k of `act`/`sample` samples with seed + k, so a run replays exactly."""
+    batch_size: int = 32
+    """Most sequences in one forward/generate (contexts × samples, or candidates in score mode)."""
+    device: str | None = None
+    """Where `from_spec` puts the model (None: CUDA if available, else CPU)."""
+    dtype: str | None = None
+    """Model dtype for `from_spec` (None: bf16 on CUDA, fp32 on CPU)."""
+    static_cache: bool | None = None
+    """Generate with a static KV cache (compiled decode). None: on for CUDA, off for CPU, where
+    compilation costs more than it saves."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("generate", "score"):
+            raise ConfigError(f"policy mode must be 'generate' or 'score', got {self.mode!r}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError(f"need temperature >= 0 and 0 < top_p <= 1 (got {self.temperature}, {self.top_p})")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ConfigError("max_new_tokens and batch_size must be positive")
+
+
+@dataclass
+class Generation:
+    """One generated answer, token-exact (text alone may not re-tokenize to the same ids)."""
+
+    text: str
+    """Decoded answer without the end-of-turn token."""
+    token_ids: list[int] = field(default_factory=list)
+    """Generated ids, including the end-of-turn token when `finished`."""
+    logprob: float = 0.0
+    """Sum of log p(token) over `token_ids` at temperature 1."""
+    finished: bool = False
+    """True when the model emitted end-of-turn within the budget (False: cut off)."""
+
+
+def end_of_turn_id(tokenizer: Any) -> int:
+    """The token closing an assistant turn: ChatML's <|im_end|> when the vocabulary has it, else eos."""
+    tid = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
+        return tid
+    return tokenizer.eos_token_id
+
+
+def stop_ids(tokenizer: Any) -> list[int]:
+    return sorted({end_of_turn_id(tokenizer), tokenizer.eos_token_id} - {None})
+
+
+def prompt_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    return tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False)["input_ids"]
+
+
+def encode_answer(tokenizer: Any, answer: str, end_of_turn: bool = True) -> list[int]:
+    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    return [*ids, end_of_turn_id(tokenizer)] if end_of_turn else ids
+
+
+def encode_pair(
+    tokenizer: Any, messages: list[dict[str, str]], answer: str, end_of_turn: bool = True
+) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) — the one definition of an answer's tokens (see module docstring):
+    tokenized apart, as the model emits the answer after the generation prompt."""
+    return encode_prompt(tokenizer, messages), encode_answer(tokenizer, answer, end_of_turn)
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _chunk_logprobs(model: Any, prompts: list[list[int]], answers: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Left-padded so every answer ends at the last position: only the last (max answer + 1) logits
+    are computed (`logits_to_keep`), not (B, T, V) for a whole prompt."""
+    ids, mask = _left_pad([p + a for p, a in zip(prompts, answers, strict=True)], pad_id, model.device)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    k = max(map(len, answers))
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=k + 1).logits
+    logp = logits[:, :-1].float().log_softmax(-1)  # (B, k, V): predicts the last k tokens
+    tok = logp.gather(-1, ids[:, -k:, None]).squeeze(-1)  # (B, k)
+    lens = torch.tensor([len(a) for a in answers], device=ids.device)
+    is_answer = torch.arange(k, device=ids.device)[None, :] >= (k - lens)[:, None]
+    return (tok * is_answer).sum(-1)
+
+
+def sequence_logprobs(
+    model: Any,
+    prompt_ids: Sequence[list[int]],
+    answer_ids: Sequence[list[int]],
+    pad_id: int,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Teacher-forced sum of log p(answer token | prompt, earlier answer tokens) per pair, shape (N,).
+
+    Pairs are sorted by length before chunking (less padding) and returned in input order. Gradients
+    flow when called outside `no_grad` (DPO)."""
+    n = len(prompt_ids)
+    if n == 0:
+        return torch.zeros(0, device=model.device)
+    order = sorted(range(n), key=lambda i: -(len(prompt_ids[i]) + len(answer_ids[i])))
+    step = batch_size or n
+    parts = [
+        _chunk_logprobs(model, [prompt_ids[i] for i in idx], [answer_ids[i] for i in idx], pad_id)
+        for idx in (order[s : s + step] for s in range(0, n, step))
+    ]
+    inverse = torch.empty(n, dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(n)
+    return torch.cat(parts)[inverse.to(parts[0].device)]
+
+
+def answer_logprobs(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[dict[str, str]]],
+    answers: list[str],
+    end_of_turn: bool = True,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Sum of the answer tokens' log-probabilities for (prompt messages, answer text) pairs, shape (N,).
+
+    `end_of_turn` includes the closing token, so "go to desk 1" is not credited for "go to desk 10".
+    Text is re-tokenized: for a generated answer this equals its `logprob` when the generated ids are
+    the canonical tokenization of its text and it `finished` (a cut-off answer has no end-of-turn)."""
+    pairs = [encode_pair(tokenizer, m, a, end_of_turn) for m, a in zip(prompts, answers, strict=True)]
+    return sequence_logprobs(
+        model, [p for p, _ in pairs], [a for _, a in pairs], tokenizer.pad_token_id, batch_size
+    )
+
+
+class LMPolicy:
+    """A causal LM as an `Agent`. See the module docstring for the two modes."""
+
+    def __init__(self, model: Any, tokenizer: Any, config: PolicyConfig | None = None, name: str = "lm"):
+        self.model = model  # left in its train/eval mode: DPO samples from the model it trains
+        self.tokenizer = tokenizer
+        self.config = config or PolicyConfig()
+        self.name = name
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.stop_ids = stop_ids(tokenizer)
+        self._calls = 0
+
+    @classmethod
+    def from_spec(cls, spec: str, config: PolicyConfig | None = None) -> LMPolicy:
+        config = config or PolicyConfig()
+        model, tokenizer = resolve_model(spec, config.device, config.dtype)
+        path = Path(spec)  # our runs save to <run>/model: name the policy after the run
+        name = spec if spec in ("tiny", "smollm2") else path.parent.name if path.name == "model" else path.name
+        return cls(model, tokenizer, config, name)
+
+    @property
+    def policy_id(self) -> str:
+        return f"{self.name}:score" if self.config.mode == "score" else self.name
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def static_cache(self) -> bool:
+        sc = self.config.static_cache
+        return self.device.type == "cuda" if sc is None else sc
+
+    def messages(self, ctx: TurnContext) -> list[dict[str, str]]:
+        return build_messages(ctx, self.config.history_window, self.config.explore)
+
+    def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
+        if self.config.mode == "score":
+            return self.score(contexts)
+        return [outs[0] for outs in self.sample(contexts, 1)]
+
+    def sample(self, contexts: list[TurnContext], n: int) -> list[list[AgentOutput]]:
+        """n generated answers per context, all in one batched pass (chunked by batch_size); with
+        temperature 0 the n answers are identical."""
+        prompts = [prompt_text(self.tokenizer, self.messages(c)) for c in contexts]
+        gens = self.generate([p for p in prompts for _ in range(n)])
+        return [
+            [self._to_output(g, ctx) for g in gens[i * n : (i + 1) * n]] for i, ctx in enumerate(contexts)
+        ]
+
+    @staticmethod
+    def _to_output(gen: Generation, ctx: TurnContext) -> AgentOutput:
+        parsed = parse_answer(gen.text, ctx.admissible_actions)
+        return AgentOutput(parsed.action, gen.text, parsed.reason, gen.logprob, parsed.matched)
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], min_new_tokens: int = 0) -> list[Generation]:
+        """Continue each chat-templated prompt. Sorted by length and chunked by batch_size (less
+        padding); one seed per call. `min_new_tokens` forces length (benchmarks)."""
+        self._calls += 1
+        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: list[Generation | None] = [None] * len(ids)
+        with torch.random.fork_rng(devices=self._rng_devices()):
+            torch.manual_seed(self.config.seed + self._calls)
+            for s in range(0, len(order), self.config.batch_size):
+                idx = order[s : s + self.config.batch_size]
+                for i, g in zip(idx, self._generate_chunk([ids[i] for i in idx], min_new_tokens), strict=True):
+                    out[i] = g
+        return out  # type: ignore[return-value]
+
+    def _rng_devices(self) -> list[int]:
+        if self.device.type != "cuda":
+            return []
+        return [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+
+    def generation_kwargs(self, min_new_tokens: int = 0) -> dict[str, Any]:
+        c = self.config
+        kw: dict[str, Any] = dict(
+            max_new_tokens=c.max_new_tokens,
+            min_new_tokens=min_new_tokens or None,
+            do_sample=c.temperature > 0,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=True,  # raw logits → temperature-1 logprobs, whatever we sample with
+        )
+        if c.temperature > 0:
+            kw.update(temperature=c.temperature, top_p=c.top_p, top_k=0)
+        if self.static_cache:
+            kw["cache_implementation"] = "static"
+        return kw
+
+    def _generate_chunk(self, ids: list[list[int]], min_new_tokens: int) -> list[Generation]:
+        batch = self.tokenizer.pad(
+            {"input_ids": ids},
+            padding=True,
+            padding_side="left",
+            pad_to_multiple_of=STATIC_PAD_MULTIPLE if self.static_cache else None,
+            return_tensors="pt",
+        ).to(self.device)
+        res = self.model.generate(**batch, **self.generation_kwargs(min_new_tokens))
+        new = res.sequences[:, batch["input_ids"].shape[1] :]  # (B, N)
+        tok_lp = torch.stack(
+            [step.float().log_softmax(-1).gather(-1, new[:, t, None]).squeeze(-1) for t, step in enumerate(res.logits)],
+            dim=1,
+        )  # (B, N)
+        return [self._finish(row, lp) for row, lp in zip(new.tolist(), tok_lp.tolist(), strict=True)]
+
+    def _finish(self, row: list[int], lps: list[float]) -> Generation:
+        stop = next((t for t, tok in enumerate(row) if tok in self.stop_ids), None)
+        keep = row if stop is None else row[: stop + 1]
+        text = self.tokenizer.decode(keep if stop is None else keep[:-1], skip_special_tokens=True)
+        return Generation(text, keep, float(sum(lps[: len(keep)])), stop is not None)
+
+    @torch.no_grad()
+    def score(self, contexts: list[TurnContext]) -> list[AgentOutput]:
+        """Argmax over admissible actions of log p(format_answer(action) + end-of-turn | prompt); all
+        candidates of all contexts go through `sequence_logprobs` together."""
+        prompts, answers, spans = [], [], []
+        for ctx in contexts:
+            p = encode_prompt(self.tokenizer, self.messages(ctx))
+            spans.append((len(answers), len(answers) + len(ctx.admissible_actions)))
+            for a in ctx.admissible_actions:
+                prompts.append(p)
+                answers.append(encode_answer(self.tokenizer, format_answer(a)))
+        lps = sequence_logprobs(
+            self.model, prompts, answers, self.tokenizer.pad_token_id, self.config.batch_size
+        ).tolist()
+        return [self._best(ctx, lps[a:b]) for ctx, (a, b) in zip(contexts, spans, strict=True)]
+
+    @staticmethod
+    def _best(ctx: TurnContext, lps: list[float]) -> AgentOutput:
+        if not lps:  # nothing admissible: look around (always valid in ALFWorld)
+            return AgentOutput("look", format_answer("look"), None, None, False)
+        k = max(range(len(lps)), key=lps.__getitem__)
+        action = ctx.admissible_actions[k]
+        return AgentOutput(action, format_answer(action), None, lps[k], True)

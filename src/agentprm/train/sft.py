@@ -1,0 +1,369 @@
+"""Supervised fine-tuning on demonstrations: the initial policy π0 (AgentPRM, Choudhury 2025, §3).
+
+One example per turn of each *won* demonstration episode: the prompt the policy would see at that
+turn (`build_messages` → chat template with the generation prompt) and the answer
+`format_answer(step.action)` + end-of-turn, tokenized exactly as `agents.policy.encode_pair` does, so
+the policy, score mode and DPO all see the tokens SFT trained on. Loss is on answer tokens only.
+
+Training is HF `Trainer`: checkpoints every `save_steps` under out/checkpoints, and a rerun with the
+same `out` resumes from the newest complete one, so an interrupted run just gets started again.
+The validation split is by game, so val loss measures new games, not new turns of seen games.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    DataCollatorForSeq2Seq,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+
+from agentprm.agents.policy import DEFAULT_HISTORY_WINDOW, encode_pair
+from agentprm.contexts import contexts_from_episode
+from agentprm.errors import ConfigError
+from agentprm.models import load_causal_lm, load_tokenizer
+from agentprm.prompts import build_messages, format_answer
+from agentprm.trajectory import Episode, load_episodes
+
+__all__ = [
+    "AnswerOnlyTrainer",
+    "SFTConfig",
+    "answer_only_loss",
+    "contexts_from_episode",
+    "episodes_to_examples",
+    "tokenize_example",
+    "train_sft",
+]
+
+
+@dataclass
+class SFTConfig:
+    demos: list[str] = field(default_factory=list)
+    """Trajectory files/folders of demonstrations; only won, non-failed episodes are used."""
+    out: str = "runs/sft"
+    """Run folder: checkpoints/, model/ (the final model), summary.json."""
+    model: str = "smollm2"
+    """Starting model spec (see `models.resolve_model`)."""
+    epochs: float = 3.0
+    """Passes over the training examples (ignored when max_steps > 0)."""
+    max_steps: int = -1
+    """Optimizer steps to stop at (-1: use epochs). Resuming continues up to this total."""
+    lr: float = 5e-5
+    """Peak learning rate (cosine decay after warmup); ~2e-4 suits LoRA."""
+    warmup: float = 0.03
+    """Warmup as a fraction of all steps (< 1) or a number of steps (>= 1)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    batch_size: int = 8
+    """Examples per device batch."""
+    grad_accum: int = 4
+    """Batches per optimizer step (effective batch = batch_size × grad_accum)."""
+    max_length: int = 2048
+    """Longest prompt+answer in tokens; longer examples are dropped (counted in the summary)."""
+    val_fraction: float = 0.1
+    """Fraction of *games* held out for validation (0: no validation)."""
+    history_window: int | None = DEFAULT_HISTORY_WINDOW
+    """Previous turns in each prompt; must match the policy's `history_window`."""
+    save_steps: int = 200
+    """Checkpoint every this many optimizer steps."""
+    save_total_limit: int = 2
+    """Checkpoints kept (oldest deleted)."""
+    eval_steps: int = 200
+    """Validation loss every this many optimizer steps."""
+    logging_steps: int = 10
+    """Train loss logged every this many optimizer steps (and after the first)."""
+    seed: int = 0
+    """Seeds the game split, shuffling, dropout and LoRA init."""
+    max_examples: int | None = None
+    """Cap on training examples after the split (smoke runs); None: all."""
+    lora: bool = False
+    """Train LoRA adapters on all linear layers instead of every weight; merged before saving."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scale numerator (scale = alpha / r)."""
+    device: str | None = None
+    """"cpu" or "cuda" (None: CUDA if available)."""
+    dtype: str | None = None
+    """Weight dtype (None: fp32 master weights; on CUDA the forward runs under bf16 autocast)."""
+    progress: bool = True
+    """Show the progress bar."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if min(self.batch_size, self.grad_accum, self.save_steps, self.eval_steps, self.logging_steps) < 1:
+            raise ConfigError("batch_size, grad_accum, save_steps, eval_steps, logging_steps must be >= 1")
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise ConfigError("give epochs > 0 or max_steps > 0")
+
+
+def episodes_to_examples(
+    episodes: list[Episode], history_window: int | None = DEFAULT_HISTORY_WINDOW
+) -> list[dict[str, Any]]:
+    """{prompt_messages, answer, game_id} per turn of each won, non-failed episode."""
+    return [
+        {
+            "prompt_messages": build_messages(ctx, history_window),
+            "answer": format_answer(step.action),
+            "game_id": ep.game_id,
+        }
+        for ep in episodes
+        if ep.won and not ep.failed
+        for ctx, step in zip(contexts_from_episode(ep), ep.steps, strict=True)
+    ]
+
+
+def tokenize_example(tokenizer: Any, ex: dict[str, Any]) -> dict[str, list[int]]:
+    """input_ids = prompt + answer + end-of-turn; labels = -100 on the prompt (loss on the answer)."""
+    prompt, answer = encode_pair(tokenizer, ex["prompt_messages"], ex["answer"])
+    return {
+        "input_ids": prompt + answer,
+        "attention_mask": [1] * (len(prompt) + len(answer)),
+        "labels": [-100] * len(prompt) + answer,
+    }
+
+
+def split_by_game(
+    examples: list[dict[str, Any]], val_fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, val) with every game's turns on one side; at least one game each when possible."""
+    games = sorted({ex["game_id"] for ex in examples})
+    random.Random(seed).shuffle(games)
+    n_val = min(len(games) - 1, math.ceil(val_fraction * len(games))) if val_fraction > 0 else 0
+    val_games = set(games[:n_val])
+    return [e for e in examples if e["game_id"] not in val_games], [e for e in examples if e["game_id"] in val_games]
+
+
+def _tokenize_all(tokenizer: Any, examples: list[dict[str, Any]], max_length: int) -> tuple[list[dict], int]:
+    rows = [tokenize_example(tokenizer, ex) for ex in examples]
+    kept = [r for r in rows if len(r["input_ids"]) <= max_length]
+    if len(kept) < len(rows):
+        msg = f"SFT: dropped {len(rows) - len(kept)} examples longer than max_length={max_length}"
+        warnings.warn(msg, stacklevel=2)
+    return kept, len(rows) - len(kept)
+
+
+def build_datasets(cfg: SFTConfig, tokenizer: Any) -> tuple[list[dict], list[dict], dict[str, int]]:
+    """Tokenized (train, val) examples and counts for the summary."""
+    examples = episodes_to_examples(load_episodes(cfg.demos), cfg.history_window)
+    if not examples:
+        raise ConfigError(f"no won demonstration episodes in {cfg.demos}; SFT needs successful demos")
+    train_ex, val_ex = split_by_game(examples, cfg.val_fraction, cfg.seed)
+    if cfg.max_examples is not None:
+        train_ex = random.Random(cfg.seed).sample(train_ex, min(cfg.max_examples, len(train_ex)))
+    train, dropped = _tokenize_all(tokenizer, train_ex, cfg.max_length)
+    val, dropped_val = _tokenize_all(tokenizer, val_ex, cfg.max_length)
+    if not train:
+        raise ConfigError(f"every training example is longer than max_length={cfg.max_length}")
+    counts = {
+        "train_examples": len(train),
+        "val_examples": len(val),
+        "dropped_too_long": dropped + dropped_val,
+        "train_tokens": sum(len(r["input_ids"]) for r in train),
+        "train_answer_tokens": sum(sum(t != -100 for t in r["labels"]) for r in train),
+    }
+    return train, val, counts
+
+
+def last_good_checkpoint(ckpt_dir: Path) -> str | None:
+    """Newest checkpoint that finished saving (Trainer writes trainer_state.json last) and whose
+    weights open; a half-written one from a crash is skipped with a warning, not resumed into."""
+    if not ckpt_dir.is_dir():
+        return None
+    ckpts = sorted(
+        (p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    for p in ckpts:
+        if (p / "trainer_state.json").is_file() and _weights_readable(p):
+            return str(p)
+        warnings.warn(f"SFT: skipping incomplete or corrupt checkpoint {p}", stacklevel=2)
+    return None
+
+
+def _weights_readable(folder: Path) -> bool:
+    from safetensors import safe_open
+
+    files = list(folder.glob("*.safetensors"))
+    try:
+        for f in files:
+            with safe_open(str(f), framework="pt"):
+                pass
+    except Exception:
+        return False
+    return bool(files)
+
+
+def _load_model(cfg: SFTConfig) -> Any:
+    set_seed(cfg.seed)
+    model = load_causal_lm(cfg.model, cfg.device, cfg.dtype or "fp32")
+    model.config.use_cache = False  # no KV cache while training
+    if not cfg.lora:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, lora)
+
+
+def _training_args(cfg: SFTConfig, has_val: bool, cuda: bool) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(Path(cfg.out) / "checkpoints"),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=cfg.warmup,
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=cfg.eval_steps,
+        train_sampling_strategy="group_by_length",  # turns vary a lot in length: less padding
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+        prediction_loss_only=True,
+        bf16=cuda,
+        use_cpu=not cuda,
+        seed=cfg.seed,
+        disable_tqdm=not cfg.progress,
+        report_to="none",
+    )
+
+
+class _RunStats(TrainerCallback):
+    """Where this run started (step, tokens, time): throughput of this run, not of the resumed total."""
+
+    def __init__(self) -> None:
+        self.step0 = self.tokens0 = 0
+        self.t0 = time.perf_counter()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.step0, self.tokens0, self.t0 = state.global_step, state.num_input_tokens_seen, time.perf_counter()
+
+
+def answer_only_loss(model: Any, batch: dict[str, torch.Tensor], num_items: Any = None) -> tuple[torch.Tensor, Any]:
+    """Summed answer-token NLL / num_items (default: this batch's answer tokens); (loss, model output).
+
+    Needs a LEFT-padded batch: then every row's answer ends at the last position and the LM head runs
+    on the last k+1 positions only (k = longest answer) instead of producing (B, T, V) logits for
+    prompt tokens that carry no loss. ~10 answer tokens vs ~600 prompt tokens per turn and a 49k
+    vocabulary make that most of the memory and a large share of the FLOPs. Position ids come from the
+    attention mask, as in `agents.policy.sequence_logprobs`, so training and scoring see one layout."""
+    labels, mask = batch["labels"], batch["attention_mask"]
+    k = labels.shape[1] - int((labels != -100).any(0).nonzero()[0])
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=mask,
+        position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+        logits_to_keep=k + 1,
+    )
+    logits = out.logits[:, :-1].float()  # (B, k, V): predicts the last k tokens
+    target = labels[:, -k:]
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    return nll / (num_items if num_items is not None else (target != -100).sum()), out
+
+
+class AnswerOnlyTrainer(Trainer):
+    """Trainer with `answer_only_loss`. With num_items_in_batch (all label tokens of the accumulated
+    step) the loss is already scaled for gradient accumulation, Trainer's own convention."""
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        loss, out = answer_only_loss(model, inputs, num_items_in_batch)
+        return (loss, out) if return_outputs else loss
+
+
+def _make_trainer(cfg: SFTConfig, model: Any, tokenizer: Any, train: list, val: list, stats: _RunStats) -> Trainer:
+    cuda = model.device.type == "cuda"
+    return AnswerOnlyTrainer(
+        model=model,
+        args=_training_args(cfg, bool(val), cuda),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=8 if cuda else None),
+        train_dataset=train,
+        eval_dataset=val or None,
+        processing_class=tokenizer,
+        callbacks=[stats],
+    )
+
+
+def save_model_atomic(model: Any, tokenizer: Any, dest: Path) -> None:
+    """Write to dest.tmp, then swap it in: a crash leaves either the old model or the new one."""
+    tmp, old = dest.with_name(dest.name + ".tmp"), dest.with_name(dest.name + ".old")
+    for p in (tmp, old):
+        shutil.rmtree(p, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _losses(log_history: list[dict[str, Any]]) -> dict[str, float]:
+    train = [h["loss"] for h in log_history if "loss" in h]
+    val = [h["eval_loss"] for h in log_history if "eval_loss" in h]
+    out = {"sft/train_loss_first": train[0], "sft/train_loss": train[-1]} if train else {}
+    return out | ({"sft/val_loss": val[-1]} if val else {})
+
+
+def train_sft(cfg: SFTConfig) -> dict[str, Any]:
+    """Fine-tune `cfg.model` on the demos; returns the metrics also written to out/summary.json."""
+    if not cfg.demos:
+        raise ConfigError("SFT needs demonstrations: set demos to trajectory files or folders")
+    out = Path(cfg.out)
+    tokenizer = load_tokenizer(cfg.model)
+    tokenizer.padding_side = "left"  # answers end every row: see AnswerOnlyTrainer
+    train, val, counts = build_datasets(cfg, tokenizer)
+    model = _load_model(cfg)
+    stats = _RunStats()
+    trainer = _make_trainer(cfg, model, tokenizer, train, val, stats)
+    resume = last_good_checkpoint(out / "checkpoints")
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - stats.t0
+    if val:
+        trainer.evaluate()
+    final = trainer.model.merge_and_unload() if cfg.lora else trainer.model
+    final.config.use_cache = True
+    save_model_atomic(final, tokenizer, out / "model")
+    tokens = trainer.state.num_input_tokens_seen - stats.tokens0
+    metrics = {
+        **{f"sft/{k}": v for k, v in counts.items()},
+        **_losses(trainer.state.log_history),
+        "sft/train_loss_mean": result.training_loss,
+        "sft/global_step": trainer.state.global_step,
+        "sft/steps_this_run": trainer.state.global_step - stats.step0,
+        "sft/resumed_from": resume,
+        "sft/tokens": tokens,
+        "sft/tokens_per_s": tokens / wall if wall > 0 else 0.0,
+        "sft/wall_s": wall,
+    }
+    summary = {"metrics": metrics, "config": asdict(cfg), "model": str(out / "model")}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return metrics
