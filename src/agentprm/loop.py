@@ -250,10 +250,14 @@ class Run:
     def prm_dir(self, i: int) -> Path:
         return self.dir / f"iter{i}" / "prm"
 
-    def _games(self, split: str, n: int | None, salt: int = 0) -> list[Any]:
-        from agentprm.envs.games import find_games, sample_games
+    def _games(self, split: str, n: int | None, salt: int = 0, balanced: bool = False) -> list[Any]:
+        """A seeded sample of a split; `balanced` spreads it evenly over task types (eval sets)."""
+        from agentprm.envs.games import find_games, sample_games, stratified_games
 
-        return sample_games(find_games(split, self.cfg.data.task_types), n, self.cfg.seed + salt)
+        games = find_games(split, self.cfg.data.task_types)
+        if balanced and n is not None:
+            return stratified_games(games, n, self.cfg.seed + salt)
+        return sample_games(games, n, self.cfg.seed + salt)
 
     def _play(self, agent: Any, jobs: list[Any], out: Path, title: str, extra: dict[str, Any]) -> dict[str, Any]:
         from agentprm.evaluation import play_and_report
@@ -295,7 +299,7 @@ class Run:
         from agentprm.rollout import make_jobs
 
         name = f"pi{i}" if best_of == 1 else f"pi{i}_bon{best_of}"
-        games = self._games(self.cfg.data.eval_split, self.cfg.data.eval_games, salt=1)
+        games = self._games(self.cfg.data.eval_split, self.cfg.data.eval_games, salt=1, balanced=True)
         if best_of == 1:
             agent = self._lm(self.policy_dir(i), 0.0)
         else:

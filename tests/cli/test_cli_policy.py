@@ -1,0 +1,57 @@
+"""Policy-facing commands through the real entry point, with the tiny model on real games."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from test_cli import agentprm
+
+
+def test_eval_writes_table_files_and_per_episode_jsonl(alfworld_root, tiny_model, tmp_path):
+    out = tmp_path / "eval"
+    r = agentprm("eval", "--policy", tiny_model, "--split", "valid_seen", "--games", "2", "--max-steps", "3",
+                 "--max-new-tokens", "6", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["eval/episodes"] == 2 and summary["best_of"] == 1 and summary["temperature"] == 0.0
+    assert 0.0 <= summary["eval/non_admissible_rate"] <= 1.0 and summary["eval/mean_actions"] <= 3
+    assert "| All |" in (out / "results.md").read_text()
+    assert (out / "success.png").stat().st_size > 0
+    assert len((out / "trajectories.jsonl").read_text().splitlines()) == 2
+
+
+def test_score_mode_is_recorded_and_only_takes_admissible_actions(alfworld_root, tiny_model, tmp_path):
+    out = tmp_path / "eval"
+    r = agentprm("eval", "--policy", tiny_model, "--mode", "score", "--games", "1", "--max-steps", "2",
+                 "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "score" and summary["policy_id"].endswith(":score")
+    assert summary["eval/non_admissible_rate"] == 0.0
+
+
+def test_rollout_rerun_continues_without_duplicates(alfworld_root, tiny_model, tmp_path):
+    out = tmp_path / "roll"
+    base = ("rollout", "--policy", tiny_model, "--split", "train", "--max-steps", "2", "--max-new-tokens", "6",
+            "--out", str(out))
+    r = agentprm(*base, "--games", "1", "--repeats", "1")
+    assert r.returncode == 0, r.stderr
+    first = (out / "trajectories.jsonl").read_text().splitlines()
+    r = agentprm(*base, "--games", "2", "--repeats", "2")  # a bigger request over the same folder
+    assert r.returncode == 0, r.stderr
+    lines = (out / "trajectories.jsonl").read_text().splitlines()
+    ids = [json.loads(x)["episode_id"] for x in lines]
+    assert lines[0] == first[0] and len(ids) == 4 and len(set(ids)) == 4
+    assert json.loads((out / "summary.json").read_text())["eval/episodes"] == 4
+
+
+def test_wrong_model_path_and_corrupt_checkpoint_are_one_line(alfworld_root, tiny_model, tmp_path):
+    r = agentprm("eval", "--policy", str(tmp_path / "no-such-model"), "--games", "1", "--out", str(tmp_path / "e"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "no-such-model" in r.stderr
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    r = agentprm("eval", "--policy", str(broken), "--games", "1", "--out", str(tmp_path / "e2"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1 and "broken" in r.stderr

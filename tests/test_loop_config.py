@@ -1,0 +1,45 @@
+"""Run config: YAML + overrides, validation errors in one line, documented defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentprm.errors import ConfigError
+from agentprm.loop import RunState, describe_config, load_config
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def test_shipped_configs_validate():
+    for path in CONFIGS.glob("*.yaml"):
+        cfg = load_config(path)
+        assert cfg.iterations >= 1
+
+
+def test_overrides_and_errors(tmp_path):
+    cfg = load_config(CONFIGS / "smoke-tiny.yaml", ["sft.lr=0.5", "iterations=3", "data.eval_games=7"])
+    assert (cfg.sft.lr, cfg.iterations, cfg.data.eval_games) == (0.5, 3, 7)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sft:\n  lrr: 1\n")
+    with pytest.raises(ConfigError, match=r"sft\.lrr"):
+        load_config(bad)
+    bad.write_text("iterations: many\n")
+    with pytest.raises(ConfigError, match="iterations"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_describe_config_documents_every_section():
+    text = describe_config()
+    for key in ("run_dir:", "policy_step:", "beta: 0.1", "gamma: 0.95", "best_of:"):
+        assert key in text
+
+
+def test_run_state_round_trip(tmp_path):
+    st = RunState(tmp_path)
+    st.mark_done("demos", 1.234)
+    again = RunState(tmp_path)
+    assert again.is_done("demos") and not again.is_done("sft") and again.data["seconds"]["demos"] == 1.2

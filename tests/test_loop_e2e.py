@@ -1,0 +1,66 @@
+"""`agentprm train` end to end on real ALFWorld games with the tiny model, killed (-9) and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+CONFIG = Path(__file__).parent.parent / "configs" / "smoke-tiny.yaml"
+
+
+def _start(cfg: Path) -> subprocess.Popen:
+    return subprocess.Popen(["agentprm", "train", "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _done(run: Path) -> list[str]:
+    try:
+        return json.loads((run / "state.json").read_text())["done"]
+    except (OSError, json.JSONDecodeError):
+        return []
+
+
+def test_train_loop_runs_and_resumes_after_kill(alfworld_root, tiny_model, tmp_path):
+    run = tmp_path / "run"
+    cfg = tmp_path / "smoke.yaml"
+    data = yaml.safe_load(CONFIG.read_text())
+    data["run_dir"] = str(run)
+    cfg.write_text(yaml.safe_dump(data))
+
+    proc = _start(cfg)
+    deadline = time.time() + 400
+    while "sft" not in _done(run):  # kill -9 the whole process group once π0 exists
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, "SFT stage did not finish in time"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = json.loads((run / "state.json").read_text())
+    demo_lines = (run / "demos" / "trajectories.jsonl").read_text()
+    model_mtime = (run / "pi0" / "model").stat().st_mtime
+
+    proc = _start(cfg)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
+    state = json.loads((run / "state.json").read_text())
+    assert state["done"][: len(before["done"])] == before["done"]
+    assert len(state["done"]) == len(set(state["done"]))  # nothing redone
+    for stage in before["done"]:
+        assert state["seconds"][stage] == before["seconds"][stage]
+    assert (run / "demos" / "trajectories.jsonl").read_text() == demo_lines
+    assert (run / "pi0" / "model").stat().st_mtime == model_mtime
+    for name in ("iter1/rollouts", "iter1/targets", "iter1/prm", "iter1/policy", "eval/pi0", "eval/pi1",
+                 "eval/pi1_bon2", "report"):
+        assert name in state["done"]
+    report = (run / "report.md").read_text()
+    assert "| π0 |" in report and "| π1 |" in report and "Best-of-2" in report
+    evals = json.loads((run / "report.json").read_text())
+    assert evals["pi0"]["eval/episodes"] == 2
+    rollouts = (run / "iter1" / "rollouts" / "trajectories.jsonl").read_text().splitlines()
+    assert len(rollouts) == 6 and len({json.loads(x)["episode_id"] for x in rollouts}) == 6
