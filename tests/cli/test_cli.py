@@ -73,3 +73,11 @@ def test_bench_env_writes_figures(alfworld_root, tmp_path):
     result = json.loads(Path(tmp_path / "summary.json").read_text())
     assert [x["workers"] for x in result["results"]] == [1, 2]
     assert all(x["steps_per_s"] > 0 and x["resets_per_s"] > 0 for x in result["results"])
+
+
+def test_bench_generate_reports_speedup(tiny_model, tmp_path):
+    r = agentprm("bench", "generate", "--model", "tiny", "--batch", "1,4", "--new-tokens", "4", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "summary.json").read_text())
+    assert [x["batch_size"] for x in result["generate"]["results"]] == [1, 4]
+    assert result["sft"]["tokens_per_s"] > 0 and "speed-up" in r.stdout

@@ -36,3 +36,30 @@ def env(
         )
     console.print(table)
     write_summary(out, result)
+
+
+@app.command("generate")
+def generate(
+    model: Annotated[str, typer.Option("--model", help="tiny, smollm2 or a model folder")] = "tiny",
+    batch: Annotated[str, typer.Option("--batch", help="batch sizes; the first is the baseline")] = "1,8",
+    new_tokens: Annotated[int, typer.Option("--new-tokens")] = 32,
+    device: Annotated[str | None, typer.Option("--device")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="timed repeats (best is kept)")] = 1,
+    out: Annotated[Path, typer.Option("--out")] = Path("runs/bench-generate"),
+) -> None:
+    """Generation tokens/s batched vs one at a time (warm), and SFT training tokens/s."""
+    from agentprm.bench.generate import bench_generate
+
+    result = bench_generate(model, parse_int_list(batch), new_tokens, device, repeats=repeats)
+    gen = result["generate"]
+    table = Table(title=f"generate: {model} on {result['device']} (static cache: {result['static_cache']})")
+    for col in ("batch", "tokens/s", "wall s", "speed-up"):
+        table.add_column(col, justify="right")
+    base = gen["results"][0]["tokens_per_s"]
+    for r in gen["results"]:
+        table.add_row(str(r["batch_size"]), f"{r['tokens_per_s']:.1f}", f"{r['wall_s']:.2f}",
+                      f"{r['tokens_per_s'] / base:.2f}x")
+    console.print(table)
+    sft = result["sft"]
+    console.print(f"SFT: batch {sft['batch_size']}, {sft['step_s']:.2f} s/step, {sft['tokens_per_s']:.0f} tokens/s")
+    write_summary(out, result)
