@@ -6,11 +6,11 @@ of turns per episode; the non-admissible rate is over all actions taken.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from agentprm.atomic import write_json
 from agentprm.envs.games import TASK_SHORT, TASK_TYPES
 from agentprm.trajectory import Episode
 
@@ -60,13 +60,6 @@ def markdown_table(summary: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def bar_chart(summary: dict[str, Any], path: Path, title: str) -> None:
     """Success per task type as a PNG (people read this faster than the table)."""
     import matplotlib
@@ -104,7 +97,7 @@ def play_and_report(
     episodes = run_rollouts(agent, jobs, out / "trajectories.jsonl", workers, max_steps, max_in_flight, show)
     summary = {**summarize(episodes), **extra, "policy_id": agent.policy_id,
                "wall_s": round(time.perf_counter() - start, 2)}
-    write_json_atomic(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     (out / "results.md").write_text(markdown_table(summary, title))
     bar_chart(summary, out / "success.png", title)
     if show:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agentprm.evaluation import write_json_atomic
+from agentprm.atomic import write_json
 
 COLUMNS = ("All", "Pick", "Clean", "Heat", "Cool", "Look", "Pick2")
 
@@ -56,5 +56,5 @@ def write_report(run_dir: Path) -> Path:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
-    write_json_atomic(run_dir / "report.json", {name: s for name, s in rows})
+    write_json(run_dir / "report.json", {name: s for name, s in rows})
     return path

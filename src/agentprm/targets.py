@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from agentprm.atomic import write_json
 from agentprm.contexts import contexts_from_episode, history_from_json, history_to_json
 from agentprm.errors import ConfigError
 from agentprm.prompts import TurnContext
@@ -241,12 +242,6 @@ def write_parquet(rows: Sequence[Mapping[str, Any]], schema: pa.Schema, path: Pa
     os.replace(tmp, path)
 
 
-def write_json(data: Mapping[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a targets parquet file as dicts (small enough to hold in memory)."""
     return pq.read_table(path).to_pylist()
@@ -323,5 +318,5 @@ def build_targets(cfg: TargetsConfig) -> dict[str, Any]:
         write_parquet(pairs[split], PAIR_SCHEMA, out / f"pairs_{split}.parquet")
     summary = _summary(cfg, episodes, rows, pairs)
     summary["targets/files"] = [str(f) for f in files]
-    write_json(summary, out / "summary.json")
+    write_json(out / "summary.json", summary)
     return summary

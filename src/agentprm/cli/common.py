@@ -8,7 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from agentprm.evaluation import table_rows, write_json_atomic
+from agentprm.atomic import write_json
+from agentprm.evaluation import table_rows
 
 console = Console()
 console_err = Console(stderr=True)
@@ -25,7 +26,7 @@ def success_table(summary: dict[str, Any], title: str) -> Table:
 
 def write_summary(out: Path, summary: dict[str, Any]) -> Path:
     path = out / "summary.json"
-    write_json_atomic(path, summary)
+    write_json(path, summary)
     return path
 
 

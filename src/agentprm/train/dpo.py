@@ -29,9 +29,9 @@ from rich.progress import Progress
 from transformers import get_scheduler
 
 from agentprm.agents.policy import LMPolicy, PolicyConfig, answer_logprobs
+from agentprm.atomic import replace_dir, save_model, temp_dir_for, write_json
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
-from agentprm.evaluation import write_json_atomic
 from agentprm.models import resolve_model
 from agentprm.prompts import TurnContext
 from agentprm.train.losses import dpo_loss
@@ -239,14 +239,13 @@ class PolicyTrainer:
         return sum(e.won for e in eps) / max(1, len(eps))
 
     def save(self, folder: Path) -> None:
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        """Weights, optimizer and loop state together, so a resume never mixes two steps."""
+        tmp = temp_dir_for(folder)
         self.model.save_pretrained(tmp / "model")
         self.tokenizer.save_pretrained(tmp / "model")
         torch.save({"opt": self.opt.state_dict(), "sched": self.sched.state_dict()}, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(asdict(self.state)))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        replace_dir(tmp, folder)
 
     def _resume(self, ckpt: Path) -> None:
         self.state = _State(**json.loads((ckpt / "state.json").read_text()))
@@ -257,12 +256,7 @@ class PolicyTrainer:
     def keep_best(self, success: float) -> bool:
         if success > self.state.best_success:
             self.state.best_success, self.state.best_step, self.state.evals_since_best = success, self.state.step, 0
-            tmp = self.out / "best.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.model.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            shutil.rmtree(self.out / "best", ignore_errors=True)
-            tmp.rename(self.out / "best")
+            save_model(self.model, self.tokenizer, self.out / "best")
             return True
         self.state.evals_since_best += 1
         return False
@@ -296,23 +290,19 @@ def train_policy(cfg: PolicyTrainConfig, show_progress: bool = True) -> dict[str
 
 def _finish(trainer: PolicyTrainer, wall: float, stopped_early: bool) -> dict[str, Any]:
     cfg, out, st = trainer.cfg, trainer.out, trainer.state
-    final = out / "model"
-    tmp = out / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
     if cfg.monitor_every and (out / "best").is_dir():
-        shutil.copytree(out / "best", tmp)
+        tmp = temp_dir_for(out / "model")
+        shutil.copytree(out / "best", tmp, dirs_exist_ok=True)
+        replace_dir(tmp, out / "model")
     else:
-        trainer.model.save_pretrained(tmp)
-        trainer.tokenizer.save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+        save_model(trainer.model, trainer.tokenizer, out / "model")
     plot_monitor(st.history, out / "reward_hacking.png")
     summary = {
         "config": asdict(cfg), "steps": st.step, "stopped_early": stopped_early, "wall_s": round(wall, 1),
         "monitor/best_success": st.best_success, "monitor/best_step": st.best_step,
         "last": st.history[-1] if st.history else {},
     }
-    write_json_atomic(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     return summary
 
 

@@ -30,10 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from agentprm.atomic import replace_dir, temp_dir_for, write_json
 from agentprm.errors import ConfigError, ModelLoadError
 from agentprm.models import load_causal_lm, load_tokenizer, pick_device
 from agentprm.prompts import TurnContext, build_messages, format_answer
-from agentprm.targets import read_rows, row_to_context, write_json
+from agentprm.targets import read_rows, row_to_context
 from agentprm.train.losses import bradley_terry, soft_bce
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,7 @@ class PRM(nn.Module):
         from safetensors.torch import save_file
 
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = temp_dir_for(path)
         self.backbone.save_pretrained(tmp / "backbone")
         self.tokenizer.save_pretrained(tmp / "backbone")
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
@@ -175,18 +175,6 @@ class PRM(nn.Module):
         prm = cls.from_spec(str(path / "backbone"), device, dtype, meta["history_window"], meta["max_length"])
         prm.head.load_state_dict(load_file(path / "head.safetensors", device=str(prm.device)))
         return prm
-
-
-def replace_dir(tmp: Path, path: Path) -> None:
-    """Move a finished folder into place. The old one is renamed aside first and deleted after,
-    so at every moment either the old or the new complete folder exists (one of them by its
-    aside name during the two renames)."""
-    old = path.with_name(f".{path.name}.old{os.getpid()}")
-    if path.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -469,7 +457,7 @@ def train_prm(cfg: PRMConfig) -> dict[str, Any]:
     cfg.validate()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json({"config": asdict(cfg), "versions": _versions()}, out / "config.json")
+    write_json(out / "config.json", {"config": asdict(cfg), "versions": _versions()})
     prm, state = _resume(cfg)
     train_rows, train_pairs = _load_split(cfg, "train")
     val_rows, val_pairs = _load_split(cfg, "val")
@@ -505,5 +493,5 @@ def _finish(cfg: PRMConfig, prm: PRM, metrics: dict, history: list[dict], start:
         log.warning("prm: no validation rows under %s; no metrics or calibration plot", cfg.data)
     summary = {**metrics, "prm/train_loss": history[-1]["prm/train_loss"] if history else None,
                "prm/resumed_from_epoch": start, "history": history, "config": asdict(cfg), "versions": _versions()}
-    write_json(summary, out / "summary.json")
+    write_json(out / "summary.json", summary)
     return summary

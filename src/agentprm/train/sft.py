@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ from transformers import (
 )
 
 from agentprm.agents.policy import DEFAULT_HISTORY_WINDOW, encode_pair
+from agentprm.atomic import save_model
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
 from agentprm.models import load_causal_lm, load_tokenizer
@@ -313,19 +313,6 @@ def _make_trainer(cfg: SFTConfig, model: Any, tokenizer: Any, train: list, val: 
     )
 
 
-def save_model_atomic(model: Any, tokenizer: Any, dest: Path) -> None:
-    """Write to dest.tmp, then swap it in: a crash leaves either the old model or the new one."""
-    tmp, old = dest.with_name(dest.name + ".tmp"), dest.with_name(dest.name + ".old")
-    for p in (tmp, old):
-        shutil.rmtree(p, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _losses(log_history: list[dict[str, Any]]) -> dict[str, float]:
     train = [h["loss"] for h in log_history if "loss" in h]
     val = [h["eval_loss"] for h in log_history if "eval_loss" in h]
@@ -351,7 +338,7 @@ def train_sft(cfg: SFTConfig) -> dict[str, Any]:
         trainer.evaluate()
     final = trainer.model.merge_and_unload() if cfg.lora else trainer.model
     final.config.use_cache = True
-    save_model_atomic(final, tokenizer, out / "model")
+    save_model(final, tokenizer, out / "model")
     tokens = trainer.state.num_input_tokens_seen - stats.tokens0
     metrics = {
         **{f"sft/{k}": v for k, v in counts.items()},
