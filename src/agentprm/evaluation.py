@@ -53,6 +53,18 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def success_table(summary: dict[str, Any], title: str) -> Any:
+    """The same rows as a rich table, for the terminal."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("task", "success %", "won", "#actions"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for row in table_rows(summary):
+        table.add_row(*row)
+    return table
+
+
 def markdown_table(summary: dict[str, Any], title: str = "") -> str:
     lines = [f"### {title}", ""] if title else []
     lines += ["| task | success % | won | #actions |", "|---|---:|---:|---:|"]
@@ -101,8 +113,8 @@ def play_and_report(
     (out / "results.md").write_text(markdown_table(summary, title))
     bar_chart(summary, out / "success.png", title)
     if show:
-        from agentprm.cli.common import console, success_table
+        from rich.console import Console
 
-        console.print(success_table(summary, title))
-        console.print(f"wrote {out / 'summary.json'}, {out / 'trajectories.jsonl'}")
+        Console().print(success_table(summary, title))
+        Console().print(f"wrote {out / 'summary.json'}, {out / 'trajectories.jsonl'}")
     return summary

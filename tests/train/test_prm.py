@@ -13,15 +13,8 @@ import torch
 from agentprm.errors import ModelLoadError
 from agentprm.prompts import Turn, TurnContext
 from agentprm.targets import TargetsConfig, build_targets, split_of
-from agentprm.train.prm import (
-    PRM,
-    PRMConfig,
-    expected_calibration_error,
-    last_token_index,
-    reliability_bins,
-    roc_auc,
-    train_prm,
-)
+from agentprm.train.metrics import expected_calibration_error, reliability_bins, roc_auc
+from agentprm.train.prm import PRM, PRMConfig, last_token_index, train_prm
 from agentprm.trajectory import Episode, Step, TrajectoryWriter
 
 CANDIDATES = ["go to fridge 1", "go to drawer 1", "look"]

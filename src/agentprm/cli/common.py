@@ -6,22 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from agentprm.atomic import write_json
-from agentprm.evaluation import table_rows
 
 console = Console()
 console_err = Console(stderr=True)
-
-
-def success_table(summary: dict[str, Any], title: str) -> Table:
-    table = Table(title=title)
-    for col in ("task", "success %", "won", "#actions"):
-        table.add_column(col, justify="left" if col == "task" else "right")
-    for row in table_rows(summary):
-        table.add_row(*row)
-    return table
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> Path:
