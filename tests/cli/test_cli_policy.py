@@ -55,3 +55,16 @@ def test_wrong_model_path_and_corrupt_checkpoint_are_one_line(alfworld_root, tin
     r = agentprm("eval", "--policy", str(broken), "--games", "1", "--out", str(tmp_path / "e2"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1 and "broken" in r.stderr
+
+
+def test_bench_bon_draws_the_scaling_curve(alfworld_root, tiny_model, tmp_path):
+    from agentprm.train.prm import PRM
+
+    PRM.from_spec(tiny_model).save(tmp_path / "prm")
+    out = tmp_path / "bon"
+    r = agentprm("bench", "bon", "--policy", tiny_model, "--prm", str(tmp_path / "prm"), "--n", "1,2",
+                 "--games", "1", "--max-steps", "2", "--max-new-tokens", "6", "--history", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    result = json.loads((out / "summary.json").read_text())
+    assert [p["n"] for p in result["points"]] == [1, 2]
+    assert (out / "bon_scaling.png").stat().st_size > 0 and (out / "bon2" / "summary.json").is_file()

@@ -63,3 +63,31 @@ def generate(
     sft = result["sft"]
     console.print(f"SFT: batch {sft['batch_size']}, {sft['step_s']:.2f} s/step, {sft['tokens_per_s']:.0f} tokens/s")
     write_summary(out, result)
+
+
+@app.command("bon")
+def bon(
+    policy: Annotated[str, typer.Option("--policy", help="model spec or folder")],
+    prm: Annotated[Path, typer.Option("--prm", help="PRM folder")],
+    n: Annotated[str, typer.Option("--n", help="comma-separated N values")] = "1,2,4,8,16",
+    split: Annotated[str, typer.Option("--split")] = "valid_seen",
+    games: Annotated[int | None, typer.Option("--games", help="balanced sample of N games (default: all)")] = None,
+    temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
+    max_steps: Annotated[int, typer.Option("--max-steps")] = 30,
+    history_window: Annotated[int, typer.Option("--history")] = 8,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
+    workers: Annotated[int | None, typer.Option("--workers")] = None,
+    out: Annotated[Path, typer.Option("--out")] = Path("runs/bench-bon"),
+) -> None:
+    """Test-time scaling: success of Best-of-N for each N, and the curve as a PNG."""
+    from agentprm.bench.bon import bench_bon
+
+    result = bench_bon(policy, str(prm), parse_int_list(n), split, games, out, temperature, max_steps,
+                       history_window, max_new_tokens, workers)
+    table = Table(title=f"Best-of-N on {split} ({result['games']} games)")
+    for col in ("N", "success %", "#actions"):
+        table.add_column(col, justify="right")
+    for p in result["points"]:
+        table.add_row(str(p["n"]), f"{100 * p['success']:.1f}", f"{p['mean_actions']:.1f}")
+    console.print(table)
+    console.print(f"curve: {out / 'bon_scaling.png'}")
