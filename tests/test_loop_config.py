@@ -43,3 +43,16 @@ def test_run_state_round_trip(tmp_path):
     st.mark_done("demos", 1.234)
     again = RunState(tmp_path)
     assert again.is_done("demos") and not again.is_done("sft") and again.data["seconds"]["demos"] == 1.2
+
+
+def test_changed_config_is_refused_unless_forced(tmp_path):
+    from agentprm.loop import prepare_run_dir
+
+    cfg = load_config(CONFIGS / "smoke-tiny.yaml", [f"run_dir={tmp_path / 'run'}"])
+    prepare_run_dir(cfg)
+    changed = load_config(CONFIGS / "smoke-tiny.yaml", [f"run_dir={tmp_path / 'run'}", "eval.best_of=[3]"])
+    with pytest.raises(ConfigError, match="--force"):
+        prepare_run_dir(changed)
+    prepare_run_dir(changed, force=True)
+    assert (tmp_path / "run" / "config.prev.yaml").is_file()
+    assert "- 3" in (tmp_path / "run" / "config.yaml").read_text()

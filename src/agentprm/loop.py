@@ -207,13 +207,18 @@ def _provenance() -> dict[str, Any]:
             "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def prepare_run_dir(cfg: RunConfig) -> Path:
+def prepare_run_dir(cfg: RunConfig, force: bool = False) -> Path:
+    """Create the run folder and save the config. Resuming with a changed config is refused unless
+    `force` (finished stages are kept as they are; the old config is kept as config.prev.yaml)."""
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     saved = run / "config.yaml"
     text = yaml.safe_dump(cfg.model_dump(by_alias=True), sort_keys=False)
     if saved.is_file() and yaml.safe_load(saved.read_text()) != yaml.safe_load(text):
-        raise ConfigError(f"{run} holds a run with another config; use a new run_dir or the same config")
+        if not force:
+            raise ConfigError(f"{run} holds a run with another config; use a new run_dir, the same config, "
+                              "or --force to go on with the new one (finished stages are not redone)")
+        os.replace(saved, run / "config.prev.yaml")
     saved.write_text(text)
     (run / "run.json").write_text(json.dumps(_provenance(), indent=2))
     return run
@@ -377,12 +382,12 @@ class Run:
         write_report(self.dir)
 
 
-def train(cfg: RunConfig, show: bool = True) -> Path:
+def train(cfg: RunConfig, show: bool = True, force: bool = False) -> Path:
     """Run (or resume) the whole loop; returns the path of report.md."""
     from rich.console import Console
 
     console = Console()
-    run = prepare_run_dir(cfg)
+    run = prepare_run_dir(cfg, force)
     state = RunState(run)
     run_stages(Run(cfg, show).stages(), state, console.print if show else (lambda _: None))
     return run / "report.md"

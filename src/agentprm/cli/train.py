@@ -102,6 +102,7 @@ def train(
     config: Annotated[Path | None, typer.Option("--config", help="run config (YAML)")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="dotted key=value, e.g. sft.lr=1e-4")] = None,
     show_config: Annotated[bool, typer.Option("--show-config", help="print every field with its default")] = False,
+    force: Annotated[bool, typer.Option("--force", help="resume with a changed config")] = False,
 ) -> None:
     """The whole AgentPRM loop (SFT π0 → K × [rollouts → targets → PRM → DPO → eval] → report.md); resumable."""
     from agentprm.errors import ConfigError
@@ -113,5 +114,5 @@ def train(
         return
     if config is None:
         raise ConfigError("give --config FILE (see configs/ and `agentprm train --show-config`)")
-    report = run_train(load_config(config, overrides))
+    report = run_train(load_config(config, overrides), force=force)
     console.print(f"report: {report}")
