@@ -21,6 +21,11 @@ OutOpt = Annotated[Path, typer.Option("--out", help="output folder")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="env worker processes (default: cores)")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed for game sampling and the policy")]
 MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="turns per episode")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="generate, or score (rank admissible actions by likelihood)")]
+MaxNewTokensOpt = Annotated[int, typer.Option("--max-new-tokens", help="answer budget when generating")]
+HistoryOpt = Annotated[int, typer.Option("--history", help="turns of history in the prompt")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="sequences per forward pass")]
+InFlightOpt = Annotated[int, typer.Option("--in-flight", help="episodes played at once")]
 
 
 def select_games(split: str, games: int | None, task_types: list[str] | None, seed: int) -> list[GameSpec]:
@@ -56,11 +61,11 @@ def rollout(
     repeats: Annotated[int, typer.Option("--repeats", help="episodes per game")] = 1,
     temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
     top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
-    mode: Annotated[str, typer.Option("--mode", help="generate or score")] = "generate",
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
-    history_window: Annotated[int, typer.Option("--history", help="turns of history in the prompt")] = 8,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="sequences per forward pass")] = 32,
-    max_in_flight: Annotated[int, typer.Option("--in-flight", help="episodes played at once")] = 64,
+    mode: ModeOpt = "generate",
+    max_new_tokens: MaxNewTokensOpt = 48,
+    history_window: HistoryOpt = 8,
+    batch_size: BatchSizeOpt = 32,
+    max_in_flight: InFlightOpt = 64,
     out: OutOpt = Path("runs/rollout"),
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
@@ -80,15 +85,15 @@ def evaluate(
     split: SplitOpt = "valid_seen",
     games: GamesOpt = None,
     task_type: TaskTypeOpt = None,
-    mode: Annotated[str, typer.Option("--mode", help="generate or score")] = "generate",
+    mode: ModeOpt = "generate",
     temperature: Annotated[float, typer.Option("--temperature", help="0: greedy")] = 0.0,
     prm: Annotated[Path | None, typer.Option("--prm", help="PRM folder for Best-of-N")] = None,
     best_of: Annotated[int, typer.Option("--best-of", help="N samples per turn, the PRM picks")] = 1,
     bon_temperature: Annotated[float, typer.Option("--bon-temperature")] = 1.0,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
-    history_window: Annotated[int, typer.Option("--history", help="turns of history in the prompt")] = 8,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="sequences per forward pass")] = 32,
-    max_in_flight: Annotated[int, typer.Option("--in-flight", help="episodes played at once")] = 64,
+    max_new_tokens: MaxNewTokensOpt = 48,
+    history_window: HistoryOpt = 8,
+    batch_size: BatchSizeOpt = 32,
+    max_in_flight: InFlightOpt = 64,
     out: OutOpt = Path("runs/eval"),
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
