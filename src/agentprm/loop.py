@@ -69,6 +69,9 @@ class SFTSection(_Section):
 class RolloutSection(_Section):
     repeats: int = Field(4, description="episodes per game per iteration (MC visits)")
     temperature: float = Field(1.0, description="sampling temperature for exploration")
+    reset_fraction: float = Field(
+        0.0, description="share of episodes started from a random state along the expert walkthrough")
+    explore: bool = Field(False, description="sample with the exploration prompt (targets use the plain one)")
 
 
 class TargetsSection(_Section):
@@ -271,13 +274,13 @@ class Run:
         return play_and_report(agent, jobs, out, title, d.workers, d.max_steps, extra,
                                self.cfg.policy_args.in_flight, self.show)
 
-    def _lm(self, spec: str, temperature: float) -> Any:
+    def _lm(self, spec: str, temperature: float, explore: bool = False) -> Any:
         from agentprm.agents.policy import LMPolicy, PolicyConfig
 
         a = self.cfg.policy_args
         return LMPolicy.from_spec(spec, PolicyConfig(
             temperature=temperature, max_new_tokens=a.max_new_tokens, history_window=a.history_window,
-            seed=self.cfg.seed, batch_size=a.batch_size, device=self.cfg.device))
+            explore=explore, seed=self.cfg.seed, batch_size=a.batch_size, device=self.cfg.device))
 
     # stages
     def demos(self) -> None:
@@ -317,11 +320,14 @@ class Run:
         self._play(agent, make_jobs(games, 1, self.cfg.seed), self.dir / "eval" / name, name, extra)
 
     def rollouts(self, i: int) -> None:
-        from agentprm.rollout import make_jobs
+        from agentprm.envs.alfworld import ALFWorldEnv
+        from agentprm.rollout import reset_distribution_jobs
 
+        r = self.cfg.rollout
         games = self._games(self.cfg.data.train_split, self.cfg.data.rollout_games, salt=100 + i)
-        agent = self._lm(self.policy_dir(i - 1), self.cfg.rollout.temperature)
-        jobs = make_jobs(games, self.cfg.rollout.repeats, self.cfg.seed + 1000 * i)
+        agent = self._lm(self.policy_dir(i - 1), r.temperature, r.explore)
+        plans = {g.game_id: ALFWorldEnv(g).walkthrough for g in games} if r.reset_fraction > 0 else {}
+        jobs = reset_distribution_jobs(games, r.repeats, self.cfg.seed + 1000 * i, r.reset_fraction, plans)
         self._play(agent, jobs, self.dir / f"iter{i}" / "rollouts", f"rollouts of pi{i - 1}", {"stage": "rollouts"})
 
     def targets(self, i: int) -> None:

@@ -9,6 +9,7 @@ id is already in the output file are skipped, and every finished episode is appe
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +43,24 @@ class Job:
 def make_jobs(games: Iterable[GameSpec], repeats: int = 1, seed: int = 0) -> list[Job]:
     """Every game `repeats` times; repeat r of a game gets seed `seed + r`."""
     return [Job(g, r, (), seed + r) for g in games for r in range(repeats)]
+
+
+def reset_distribution_jobs(
+    games: Iterable[GameSpec], repeats: int, seed: int, fraction: float, walkthroughs: dict[str, list[str]]
+) -> list[Job]:
+    """Like `make_jobs`, but a `fraction` of the episodes start from a random state along the game's
+    expert walkthrough (the paper's reset-distribution exploration): a prefix of k expert actions,
+    k uniform in 1..len-1, is replayed before the policy acts. A weak policy then still reaches the
+    goal from some starts, so Monte-Carlo targets carry signal. Seeded: reruns draw the same starts."""
+    rng = random.Random(seed)
+    jobs = []
+    for job in make_jobs(games, repeats, seed):
+        if fraction > 0 and rng.random() < fraction:
+            plan = walkthroughs[job.game.game_id]
+            if len(plan) > 1:
+                job = Job(job.game, job.repeat, tuple(plan[: rng.randint(1, len(plan) - 1)]), job.seed)
+        jobs.append(job)
+    return jobs
 
 
 @dataclass

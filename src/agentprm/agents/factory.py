@@ -9,7 +9,7 @@ from agentprm.agents.base import Agent
 
 def make_agent(
     policy: str, mode: str, temperature: float, top_p: float, max_new_tokens: int, history_window: int | None,
-    seed: int, batch_size: int, prm: Path | None = None, best_of: int = 1,
+    seed: int, batch_size: int, prm: Path | None = None, best_of: int = 1, explore: bool = False,
 ) -> Agent:
     """The agent behind --policy (and --prm/--best-of): an LM policy, Best-of-N, or an API model."""
     if policy.startswith("openai:"):
@@ -19,7 +19,7 @@ def make_agent(
     from agentprm.agents.policy import LMPolicy, PolicyConfig
 
     cfg = PolicyConfig(mode=mode, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                       history_window=history_window, seed=seed, batch_size=batch_size)
+                       history_window=history_window, explore=explore, seed=seed, batch_size=batch_size)
     lm = LMPolicy.from_spec(policy, cfg)
     if prm is None or best_of <= 1:
         return lm

@@ -12,7 +12,7 @@ from agentprm.agents.factory import make_agent
 from agentprm.envs.alfworld import DEFAULT_MAX_STEPS, ALFWorldEnv
 from agentprm.envs.games import GameSpec, find_games, sample_games
 from agentprm.evaluation import play_and_report
-from agentprm.rollout import make_jobs
+from agentprm.rollout import make_jobs, reset_distribution_jobs
 
 SplitOpt = Annotated[str, typer.Option("--split", help="train, valid_seen or valid_unseen")]
 GamesOpt = Annotated[int | None, typer.Option("--games", help="play only N games (seeded sample)")]
@@ -66,6 +66,9 @@ def rollout(
     history_window: HistoryOpt = 8,
     batch_size: BatchSizeOpt = 32,
     max_in_flight: InFlightOpt = 64,
+    reset_fraction: Annotated[float, typer.Option(
+        "--reset-fraction", help="share of episodes started along the expert walkthrough (reset distribution)")] = 0.0,
+    explore: Annotated[bool, typer.Option("--explore", help="sample with the exploration prompt")] = False,
     out: OutOpt = Path("runs/rollout"),
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
@@ -73,11 +76,15 @@ def rollout(
 ) -> None:
     """Sample trajectories from a policy (K repeats per game); rerunning continues where it stopped."""
     specs = select_games(split, games, task_type, seed)
-    agent = make_agent(policy, mode, temperature, top_p, max_new_tokens, history_window, seed, batch_size)
+    agent = make_agent(policy, mode, temperature, top_p, max_new_tokens, history_window, seed, batch_size,
+                       explore=explore)
+    plans = {g.game_id: ALFWorldEnv(g).walkthrough for g in specs} if reset_fraction > 0 else {}
+    jobs = reset_distribution_jobs(specs, repeats, seed, reset_fraction, plans)
     extra = {"command": "rollout", "split": split, "games": len(specs), "repeats": repeats, "mode": mode,
-             "temperature": temperature, "seed": seed, "max_steps": max_steps}
-    play_and_report(agent, make_jobs(specs, repeats, seed), out, f"{agent.policy_id} rollouts on {split}",
-                    workers, max_steps, extra, max_in_flight)
+             "temperature": temperature, "reset_fraction": reset_fraction, "explore": explore, "seed": seed,
+             "max_steps": max_steps}
+    play_and_report(agent, jobs, out, f"{agent.policy_id} rollouts on {split}", workers, max_steps, extra,
+                    max_in_flight)
 
 
 def evaluate(
