@@ -48,41 +48,26 @@ from agentprm.trajectory import Episode, load_episodes, trajectory_files
 
 SPLITS = ("train", "val")
 
+_STATE_COLUMNS = [
+    ("game_id", pa.string()),
+    ("split", pa.string()),
+    ("task_type", pa.string()),
+    ("task", pa.string()),
+    ("history", pa.string()),
+    ("observation", pa.string()),
+    ("admissible_actions", pa.list_(pa.string())),
+]
+"""What a state is, in both files: enough to rebuild the prompt (`row_to_context`)."""
+
 ROW_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("state_key", pa.string()),
-        ("game_id", pa.string()),
-        ("split", pa.string()),
-        ("task_type", pa.string()),
-        ("task", pa.string()),
-        ("history", pa.string()),
-        ("observation", pa.string()),
-        ("admissible_actions", pa.list_(pa.string())),
-        ("action", pa.string()),
-        ("q", pa.float64()),
-        ("visits", pa.int64()),
-        ("t", pa.int64()),
-    ]
+    [("key", pa.string()), ("state_key", pa.string()), *_STATE_COLUMNS,
+     ("action", pa.string()), ("q", pa.float64()), ("visits", pa.int64()), ("t", pa.int64())]
 )
 
 PAIR_SCHEMA = pa.schema(
-    [
-        ("state_key", pa.string()),
-        ("game_id", pa.string()),
-        ("split", pa.string()),
-        ("task_type", pa.string()),
-        ("task", pa.string()),
-        ("history", pa.string()),
-        ("observation", pa.string()),
-        ("admissible_actions", pa.list_(pa.string())),
-        ("chosen", pa.string()),
-        ("rejected", pa.string()),
-        ("q_chosen", pa.float64()),
-        ("q_rejected", pa.float64()),
-        ("visits_chosen", pa.int64()),
-        ("visits_rejected", pa.int64()),
-    ]
+    [("state_key", pa.string()), *_STATE_COLUMNS,
+     ("chosen", pa.string()), ("rejected", pa.string()), ("q_chosen", pa.float64()), ("q_rejected", pa.float64()),
+     ("visits_chosen", pa.int64()), ("visits_rejected", pa.int64())]
 )
 
 
