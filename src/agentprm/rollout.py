@@ -96,29 +96,18 @@ class _Live:
         )
 
     def episode(self, policy_id: str, won: bool, truncated: bool, failed: str | None = None) -> Episode:
-        g = self.job.game
-        return Episode(
-            episode_id=self.job.episode_id,
-            game_id=g.game_id,
-            split=g.split,
-            task_type=g.task_type,
-            task=self.obs.task,
-            prefix=list(self.job.prefix),
-            steps=self.steps,
-            won=won,
-            truncated=truncated,
-            final_observation=self.obs.text,
-            policy_id=policy_id,
-            seed=self.job.seed,
-            failed=failed,
-        )
+        return _episode(self.job, policy_id, self.obs.task, self.steps, won, truncated, self.obs.text, failed)
 
 
-def _failed_episode(job: Job, policy_id: str, error: str) -> Episode:
+def _episode(
+    job: Job, policy_id: str, task: str, steps: list[Step], won: bool, truncated: bool, final: str,
+    failed: str | None,
+) -> Episode:
     g = job.game
     return Episode(
-        episode_id=job.episode_id, game_id=g.game_id, split=g.split, task_type=g.task_type, task="",
-        prefix=list(job.prefix), policy_id=policy_id, seed=job.seed, failed=error,
+        episode_id=job.episode_id, game_id=g.game_id, split=g.split, task_type=g.task_type, task=task,
+        prefix=list(job.prefix), steps=steps, won=won, truncated=truncated, final_observation=final,
+        policy_id=policy_id, seed=job.seed, failed=failed,
     )
 
 
@@ -151,7 +140,7 @@ def play(
             for slot, job in starting:
                 obs = resets[slot]
                 if isinstance(obs, EpisodeFailure):
-                    finish(slot, _failed_episode(job, agent.policy_id, obs.error))
+                    finish(slot, _episode(job, agent.policy_id, "", [], False, False, "", obs.error))
                 else:
                     live[slot] = _Live(job, obs)
                     if obs.info.get("won"):  # the prefix alone won the game
@@ -173,13 +162,6 @@ def play(
                 finish(slot, state.episode(agent.policy_id, won, bool(result.info.get("truncated"))))
 
 
-def done_episode_ids(path: Path) -> set[str]:
-    """Ids already in a trajectory file (a rerun skips them); corrupt lines are skipped with a warning."""
-    if not path.is_file():
-        return set()
-    return {ep.episode_id for ep in read_episodes(path, skip_corrupt=True)}
-
-
 def progress_bar() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -198,18 +180,22 @@ def run_rollouts(
 ) -> list[Episode]:
     """Play the jobs not yet in `out_file`, appending each episode as it ends; returns all episodes
     of `jobs` (those from earlier runs included), in job order."""
-    done = done_episode_ids(out_file)
-    todo = [j for j in jobs if j.episode_id not in done]
+    # the file is read once: earlier episodes (a rerun skips them), then new ones are kept as written
+    by_id = {ep.episode_id: ep for ep in read_episodes(out_file, skip_corrupt=True)} if out_file.is_file() else {}
+    todo = [j for j in jobs if j.episode_id not in by_id]
     if todo:
         with TrajectoryWriter(out_file) as writer, EnvPool(workers) as pool:
+
+            def keep(episode: Episode) -> None:
+                writer.write(episode)
+                by_id[episode.episode_id] = episode
+
             bar = progress_bar() if show_progress else None
             if bar:
                 bar.start()
             try:
-                play(agent, todo, pool, writer.write, max_steps, max_in_flight, bar)
+                play(agent, todo, pool, keep, max_steps, max_in_flight, bar)
             finally:
                 if bar:
                     bar.stop()
-    wanted = {j.episode_id for j in jobs}
-    by_id = {ep.episode_id: ep for ep in read_episodes(out_file, skip_corrupt=True) if ep.episode_id in wanted}
     return [by_id[j.episode_id] for j in jobs if j.episode_id in by_id]
