@@ -160,13 +160,26 @@ class PolicyTrainer:
         flat_ctx = [c for c, outs in zip(ctxs, samples, strict=True) for _ in outs]
         flat = self.prm.score(flat_ctx, [o.action for outs in samples for o in outs])
         scores = [flat[i * n : (i + 1) * n] for i in range(len(ctxs))]
+        msgs = [self.sampler.messages(c) for c in ctxs]
+        ref = self._logprobs(self.ref, msgs, samples) if self.ref is not None else None  # (B, n), once
         self.model.train()
-        update = self._dpo if self.cfg.method == "dpo" else self._rejection
-        metrics = update(ctxs, samples, scores)
+        if self.cfg.method == "dpo":
+            metrics = self._dpo(msgs, samples, scores, ref)
+        else:
+            metrics = self._rejection(msgs, samples, scores)
         metrics["prm/mean_reward"] = sum(flat) / len(flat)
-        metrics["policy/kl"] = self._kl_estimate(ctxs, samples)
+        # sample-based KL(π‖π_ref) ≈ mean of log π − log π_ref over the samples (no reference: 0)
+        kl = (self._logprobs(self.model, msgs, samples) - ref).mean().item() if ref is not None else 0.0
+        metrics["policy/kl"] = kl
         self.state.step += 1
         return metrics
+
+    @torch.no_grad()
+    def _logprobs(self, model: Any, msgs: list[list[dict[str, str]]], samples: list[list[Any]]) -> torch.Tensor:
+        """log p(answer | prompt) of every sampled answer under `model`, shape (states, samples)."""
+        flat_msgs = [m for m, outs in zip(msgs, samples, strict=True) for _ in outs]
+        texts = [o.raw_output for outs in samples for o in outs]
+        return answer_logprobs(model, self.tokenizer, flat_msgs, texts).view(len(samples), -1)
 
     def _update(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -176,20 +189,23 @@ class PolicyTrainer:
         self.sched.step()
 
     def _dpo(
-        self, ctxs: list[TurnContext], samples: list[list[Any]], scores: list[list[float]]
+        self, msgs: list[list[dict[str, str]]], samples: list[list[Any]], scores: list[list[float]],
+        ref: torch.Tensor,
     ) -> dict[str, float]:
         pairs = preference_pairs(samples, scores, self.cfg.min_margin)
         if not pairs:
             self.sched.step()
             return {"dpo/pairs": 0.0}
-        msgs = [self.sampler.messages(ctxs[i]) for i, *_ in pairs]
+        states = [i for i, *_ in pairs]
+        pair_msgs = [msgs[i] for i in states]
         chosen = [c.raw_output for _, c, *_ in pairs]
         rejected = [r.raw_output for _, _, r, *_ in pairs]
-        pol_c = answer_logprobs(self.model, self.tokenizer, msgs, chosen)
-        pol_r = answer_logprobs(self.model, self.tokenizer, msgs, rejected)
-        with torch.no_grad():
-            ref_c = answer_logprobs(self.ref, self.tokenizer, msgs, chosen)
-            ref_r = answer_logprobs(self.ref, self.tokenizer, msgs, rejected)
+        pol_c = answer_logprobs(self.model, self.tokenizer, pair_msgs, chosen)
+        pol_r = answer_logprobs(self.model, self.tokenizer, pair_msgs, rejected)
+        # the reference log-probs were computed for all samples; chosen is sample 1 when it scored higher
+        first_chosen = torch.tensor([c is samples[i][0] for i, c, *_ in pairs], device=ref.device)
+        ref_c = torch.where(first_chosen, ref[states, 0], ref[states, 1])
+        ref_r = torch.where(first_chosen, ref[states, 1], ref[states, 0])
         loss, rc, rr = dpo_loss(pol_c, pol_r, ref_c, ref_r, self.cfg.beta)
         self._update(loss)
         return {
@@ -203,25 +219,13 @@ class PolicyTrainer:
         }
 
     def _rejection(
-        self, ctxs: list[TurnContext], samples: list[list[Any]], scores: list[list[float]]
+        self, msgs: list[list[dict[str, str]]], samples: list[list[Any]], scores: list[list[float]]
     ) -> dict[str, float]:
         best = [outs[max(range(len(sc)), key=sc.__getitem__)] for outs, sc in zip(samples, scores, strict=True)]
-        msgs = [self.sampler.messages(c) for c in ctxs]
         lp = answer_logprobs(self.model, self.tokenizer, msgs, [b.raw_output for b in best])
         loss = -lp.mean()
         self._update(loss)
         return {"rejection/nll": loss.item(), "prm/best_reward": sum(max(s) for s in scores) / len(scores)}
-
-    @torch.no_grad()
-    def _kl_estimate(self, ctxs: list[TurnContext], samples: list[list[Any]]) -> float:
-        """Sample-based KL(π‖π_ref) ≈ mean over sampled answers of log π − log π_ref."""
-        if self.ref is None:
-            return 0.0
-        msgs = [self.sampler.messages(c) for c, outs in zip(ctxs, samples, strict=True) for _ in outs]
-        texts = [o.raw_output for outs in samples for o in outs]
-        pol = answer_logprobs(self.model, self.tokenizer, msgs, texts)
-        ref = answer_logprobs(self.ref, self.tokenizer, msgs, texts)
-        return (pol - ref).mean().item()
 
     # -- monitor, checkpoints -----------------------------------------------------------------------
     def monitor(self) -> float:
