@@ -43,3 +43,13 @@ def save_model(model: Any, tokenizer: Any, path: Path) -> None:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     replace_dir(tmp, path)
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
+    """A matplotlib figure as PNG at `path`, atomically, and closed (plots are written in loops)."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -6,11 +6,10 @@ of turns per episode; the non-admissible rate is over all actions taken.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from agentprm.atomic import write_json
+from agentprm.atomic import save_figure, write_json
 from agentprm.envs.games import TASK_SHORT, TASK_TYPES
 from agentprm.trajectory import Episode
 
@@ -89,10 +88,7 @@ def bar_chart(summary: dict[str, Any], path: Path, title: str) -> None:
     ax.set_ylabel("success %")
     ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def play_and_report(

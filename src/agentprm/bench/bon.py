@@ -6,12 +6,11 @@ Each N is an ordinary evaluation folder (resumable), and the curve is drawn from
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentprm.atomic import write_json
+from agentprm.atomic import save_figure, write_json
 
 
 def bench_bon(
@@ -54,7 +53,4 @@ def plot_scaling(points: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_xticks([p["n"] for p in points], [str(p["n"]) for p in points])
     ax.set(xlabel="N (samples per turn)", ylabel="success %", title=title, ylim=(0, 100))
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=110)

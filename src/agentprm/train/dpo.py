@@ -29,7 +29,7 @@ from rich.progress import Progress
 from transformers import get_scheduler
 
 from agentprm.agents.policy import LMPolicy, PolicyConfig, answer_logprobs
-from agentprm.atomic import replace_dir, save_model, temp_dir_for, write_json
+from agentprm.atomic import replace_dir, save_figure, save_model, temp_dir_for, write_json
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
 from agentprm.models import resolve_model
@@ -326,5 +326,4 @@ def plot_monitor(history: list[dict[str, Any]], path: Path) -> None:
     ax.legend()
     ax.set_title("PRM reward vs real success")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

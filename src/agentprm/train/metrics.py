@@ -3,12 +3,13 @@ expected calibration error, a reliability-diagram PNG). Pure functions over plai
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from agentprm.atomic import save_figure
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
@@ -68,6 +69,4 @@ def plot_calibration(bins: Sequence[dict[str, Any]], path: Path, title: str) -> 
         ax.annotate(str(b["count"]), (b["lo"] + 0.05, min(b["frac_pos"] + 0.02, 0.97)), ha="center", fontsize=7)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="PRM score σ(z)", ylabel="fraction of episodes won", title=title)
     ax.legend(loc="upper left", fontsize=8)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fig.savefig(tmp, format="png", dpi=120)
-    os.replace(tmp, path)
+    save_figure(fig, path)
