@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
+from agentprm.envs import engine_cache
+from agentprm.envs.experts import EXPERTS, HandcodedExpert, planner_action
 from agentprm.envs.games import GameSpec, resolve_game
 from agentprm.envs.protocol import Observation, StepResult
 from agentprm.errors import DataNotFoundError, EngineNotInstalledError
@@ -31,6 +33,7 @@ def _engine():
             f"the ALFWorld engine is not installed ({e.name} missing): run scripts/setup.sh "
             "or `pip install alfworld`"
         ) from e
+    engine_cache.install()
     return textworld, AlfredDemangler, AlfredInfos
 
 
@@ -44,11 +47,18 @@ def split_intro(feedback: str) -> tuple[str, str]:
 
 
 class ALFWorldEnv:
-    """One ALFWorld game. Reward 1.0 on a win, else 0.0; `max_steps` turns per episode."""
+    """One ALFWorld game. Reward 1.0 on a win, else 0.0; `max_steps` turns per episode.
 
-    def __init__(self, game: GameSpec | str, max_steps: int = DEFAULT_MAX_STEPS):
+    `expert` ("handcoded" or "planner", see `envs.experts`) adds the expert's next action to every
+    observation's info as `expert_action` (None when it has nothing admissible to suggest)."""
+
+    def __init__(self, game: GameSpec | str, max_steps: int = DEFAULT_MAX_STEPS, expert: str | None = None):
         self.game = resolve_game(game) if isinstance(game, str) else game
         self.max_steps = max_steps
+        if expert is not None and expert not in EXPERTS:
+            raise ValueError(f"unknown expert {expert!r}; choose one of {', '.join(EXPERTS)}")
+        self.expert = expert
+        self._handcoded: HandcodedExpert | None = None
         self._env: Any = None
         self._task = ""
         self._steps = 0
@@ -69,24 +79,28 @@ class ALFWorldEnv:
 
     def _start(self) -> Any:
         textworld, demangler, infos_wrapper = _engine()
-        request = textworld.EnvInfos(won=True, admissible_commands=True)
+        request = textworld.EnvInfos(won=True, admissible_commands=True, facts=self.expert == "handcoded",
+                                     policy_commands=self.expert == "planner")
         return textworld.start(self.game.path, request_infos=request, wrappers=[demangler(), infos_wrapper])
 
     def reset(self, prefix: Sequence[str] = ()) -> Observation:
-        if self._env is None:
-            self._env = self._start()
-        state = self._env.reset()
+        with engine_cache.replanning(self.expert == "planner"):
+            if self._env is None:
+                self._env = self._start()
+            state = self._env.reset()
         self._task, text = split_intro(state.feedback)
         won = bool(state["won"])
+        suggestion = self._expert_start(state)
         for action in prefix:
             state, _, _ = self._env.step(action)
             won = bool(state["won"])
             text = state.feedback.strip()
+            suggestion = self._expert_after(state, action)
             if won:
                 break
         self._steps = 0
         self._done = won
-        return self._observation(text, state, prefix_len=len(prefix), won=won)
+        return self._observation(text, state, suggestion, prefix_len=len(prefix), won=won)
 
     def step(self, action: str) -> StepResult:
         if self._done:
@@ -98,16 +112,29 @@ class ALFWorldEnv:
         truncated = not won and self._steps >= self.max_steps
         self._done = won or truncated
         info = {"won": won, "truncated": truncated, "admissible": admissible, "steps": self._steps}
-        obs = self._observation(state.feedback.strip(), state, won=won)
+        suggestion = None if self._done else self._expert_after(state, action)
+        obs = self._observation(state.feedback.strip(), state, suggestion, won=won)
         return StepResult(obs, 1.0 if won else 0.0, self._done, info)
 
-    def _observation(self, text: str, state: Any, **info: Any) -> Observation:
+    def _expert_start(self, state: Any) -> str | None:
+        if self.expert == "handcoded":
+            self._handcoded = HandcodedExpert(self.game)
+            return self._handcoded.start(state)
+        return planner_action(state) if self.expert == "planner" else None
+
+    def _expert_after(self, state: Any, action: str) -> str | None:
+        if self._handcoded is not None:
+            return self._handcoded.after_step(state, action)
+        return planner_action(state) if self.expert == "planner" else None
+
+    def _observation(self, text: str, state: Any, expert_action: str | None = None, **info: Any) -> Observation:
         self._last_admissible = list(state["admissible_commands"] or [])
+        extra = {"expert_action": expert_action} if self.expert else {}
         return Observation(
             task=self._task,
             text=text,
             admissible_actions=self._last_admissible,
-            info={"game_id": self.game.game_id, "task_type": self.game.task_type, **info},
+            info={"game_id": self.game.game_id, "task_type": self.game.task_type, **extra, **info},
         )
 
     def close(self) -> None:
