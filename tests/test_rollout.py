@@ -31,3 +31,38 @@ def test_expert_from_reset_states_wins_with_the_rest_of_the_plan(alfworld_root, 
         assert ep.won and ep.prefix == list(job.prefix)
         assert ep.num_steps == len(plans[ep.game_id]) - len(job.prefix)
         assert "@" in ep.episode_id
+
+
+def test_reset_start_keeps_the_replayed_turns_as_history_and_pools_with_the_same_path(alfworld_root, tmp_path):
+    from agentprm.contexts import contexts_from_episode
+    from agentprm.rollout import Job
+    from agentprm.targets import TargetsConfig, aggregate, state_key
+
+    game = find_games("valid_seen", ["pick_and_place_simple"])[0]
+    plan = ALFWorldEnv(game).walkthrough
+    k = len(plan) - 1
+    jobs = [Job(game, 0), Job(game, 0, tuple(plan[:k]))]  # from the start, and from k actions along it
+    full, reset = run_rollouts(ExpertAgent({game.game_id: plan}), jobs, tmp_path / "t.jsonl", workers=0,
+                               show_progress=False)
+    assert reset.prefix == plan[:k] and len(reset.prefix_observations) == k
+    on_path, started = contexts_from_episode(full)[k], contexts_from_episode(reset)[0]
+    assert [(h.observation, h.action) for h in started.history] == [(h.observation, h.action) for h in on_path.history]
+    assert state_key(started) == state_key(on_path)
+    table = aggregate([full, reset], TargetsConfig(rollouts=["-"], out="-", val_fraction=0.0))
+    assert max(len(v.returns) for v in table.values()) == 2  # the shared state–action got both visits
+
+
+def test_different_prefixes_reaching_the_same_observation_stay_different_states(alfworld_root, tmp_path):
+    from agentprm.contexts import contexts_from_episode
+    from agentprm.rollout import Job
+    from agentprm.targets import state_key
+
+    game = find_games("valid_seen", ["pick_and_place_simple"])[0]
+    places = [a for a in ALFWorldEnv(game).reset().admissible_actions if a.startswith("go to")]
+    a, b, goal = places[0], places[1], places[2]
+    jobs = [Job(game, 0, (a, goal)), Job(game, 1, (b, goal))]
+    first, second = run_rollouts(ExpertAgent({game.game_id: ["look"] * 30}), jobs, tmp_path / "t.jsonl",
+                                 workers=0, max_steps=1, show_progress=False)
+    c1, c2 = contexts_from_episode(first)[0], contexts_from_episode(second)[0]
+    assert c1.observation == c2.observation  # both arrived at the same place and see the same thing
+    assert state_key(c1) != state_key(c2)  # but got there differently: not one state

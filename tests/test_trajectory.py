@@ -31,7 +31,19 @@ def test_round_trip(tmp_path):
     back = list(read_episodes(path))
     assert back == eps
     line = json.loads(path.read_text().splitlines()[0])
-    assert line["format"] == "agentprm.trajectory" and line["version"] == 1 and line["num_steps"] == 2
+    assert line["format"] == "agentprm.trajectory" and line["version"] == 2 and line["num_steps"] == 2
+
+
+def test_version_1_records_still_read(tmp_path):
+    data = json.loads(make_episode(0).to_json())
+    data["version"] = 1
+    del data["prefix_observations"]
+    for step in data["steps"]:
+        del step["expert_action"]
+    path = tmp_path / "v1.jsonl"
+    path.write_text(json.dumps(data) + "\n")
+    (ep,) = read_episodes(path)
+    assert ep.prefix_observations == [] and ep.steps[0].expert_action is None and ep.num_steps == 2
 
 
 def test_corrupt_line_is_named_or_skipped(tmp_path):

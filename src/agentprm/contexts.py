@@ -16,10 +16,19 @@ from agentprm.prompts import Turn, TurnContext
 from agentprm.trajectory import Episode
 
 
+def prefix_history(ep: Episode) -> list[Turn]:
+    """The replayed turns a reset-distribution episode starts with (empty for version-1 files, which
+    did not record what was seen along the prefix)."""
+    if len(ep.prefix_observations) != len(ep.prefix):
+        return []
+    return [Turn(o, a) for o, a in zip(ep.prefix_observations, ep.prefix, strict=True)]
+
+
 def contexts_from_episode(ep: Episode) -> list[TurnContext]:
-    """One context per step: what the agent could see before choosing `ep.steps[t].action`."""
+    """One context per step: what the agent could see before choosing `ep.steps[t].action`; the
+    history starts with the replayed prefix turns, if any."""
     contexts: list[TurnContext] = []
-    history: list[Turn] = []
+    history: list[Turn] = prefix_history(ep)
     for step in ep.steps:
         contexts.append(
             TurnContext(
@@ -29,6 +38,7 @@ def contexts_from_episode(ep: Episode) -> list[TurnContext]:
                 history=list(history),
                 game_id=ep.game_id,
                 prefix_len=len(ep.prefix),
+                expert_action=step.expert_action,
             )
         )
         history.append(Turn(step.observation, step.action))

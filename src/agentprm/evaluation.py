@@ -93,16 +93,17 @@ def bar_chart(summary: dict[str, Any], path: Path, title: str) -> None:
 
 def play_and_report(
     agent: Any, jobs: list[Any], out: Path, title: str, workers: int | None, max_steps: int,
-    extra: dict[str, Any], max_in_flight: int = 64, show: bool = True,
+    extra: dict[str, Any], max_in_flight: int = 64, show: bool = True, expert: str | None = None,
 ) -> dict[str, Any]:
-    """Play the jobs (resuming), then write summary.json, results.md, success.png; print the table."""
+    """Play the jobs (resuming), then write summary.json, results.md, success.png; print the table.
+    `expert` runs that expert beside every game (its actions recorded as labels)."""
     import time
 
     from agentprm.rollout import run_rollouts
 
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    episodes = run_rollouts(agent, jobs, out / "trajectories.jsonl", workers, max_steps, max_in_flight, show)
+    episodes = run_rollouts(agent, jobs, out / "trajectories.jsonl", workers, max_steps, max_in_flight, show, expert)
     summary = {**summarize(episodes), **extra, "policy_id": agent.policy_id,
                "wall_s": round(time.perf_counter() - start, 2)}
     write_json(out / "summary.json", summary)

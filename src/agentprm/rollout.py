@@ -69,8 +69,11 @@ class _Live:
     obs: Observation
     steps: list[Step] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.prefix = [Turn(o, a) for o, a in self.obs.info.get("prefix_turns", [])]
+
     def context(self) -> TurnContext:
-        history = [Turn(s.observation, s.action) for s in self.steps]
+        history = self.prefix + [Turn(s.observation, s.action) for s in self.steps]
         return TurnContext(
             task=self.obs.task,
             observation=self.obs.text,
@@ -78,6 +81,7 @@ class _Live:
             history=history,
             game_id=self.job.game.game_id,
             prefix_len=len(self.job.prefix),
+            expert_action=self.obs.info.get("expert_action"),
         )
 
     def record(self, out: AgentOutput, reward: float, done: bool, admissible: bool) -> None:
@@ -92,22 +96,26 @@ class _Live:
                 done=done,
                 admissible=admissible,
                 logprob=out.logprob,
+                expert_action=self.obs.info.get("expert_action"),
             )
         )
 
     def episode(self, policy_id: str, won: bool, truncated: bool, failed: str | None = None) -> Episode:
-        return _episode(self.job, policy_id, self.obs.task, self.steps, won, truncated, self.obs.text, failed)
+        return _episode(self.job, policy_id, self.obs.task, self.steps, won, truncated, self.obs.text, failed,
+                        self.prefix)
 
 
 def _episode(
     job: Job, policy_id: str, task: str, steps: list[Step], won: bool, truncated: bool, final: str,
-    failed: str | None,
+    failed: str | None, prefix: list[Turn] | None = None,
 ) -> Episode:
     g = job.game
+    turns = prefix if prefix is not None else []
     return Episode(
         episode_id=job.episode_id, game_id=g.game_id, split=g.split, task_type=g.task_type, task=task,
-        prefix=list(job.prefix), steps=steps, won=won, truncated=truncated, final_observation=final,
-        policy_id=policy_id, seed=job.seed, failed=failed,
+        prefix=[t.action for t in turns] if turns else list(job.prefix),
+        prefix_observations=[t.observation for t in turns], steps=steps, won=won, truncated=truncated,
+        final_observation=final, policy_id=policy_id, seed=job.seed, failed=failed,
     )
 
 
@@ -119,8 +127,10 @@ def play(
     max_steps: int = 30,
     max_in_flight: int = 64,
     progress: Progress | None = None,
+    expert: str | None = None,
 ) -> None:
-    """Play every job to its end, calling `on_episode` as each one finishes (in finishing order)."""
+    """Play every job to its end, calling `on_episode` as each one finishes (in finishing order).
+    `expert` runs that expert beside every game and records its action for every state."""
     pending = deque(enumerate(jobs))
     live: dict[int, _Live] = {}
     task = progress.add_task("episodes", total=len(jobs)) if progress else None
@@ -135,7 +145,7 @@ def play(
     while pending or live:
         starting = [pending.popleft() for _ in range(min(max_in_flight - len(live), len(pending)))]
         if starting:
-            specs = [(slot, EpisodeSpec(job.game, job.prefix, max_steps)) for slot, job in starting]
+            specs = [(slot, EpisodeSpec(job.game, job.prefix, max_steps, expert)) for slot, job in starting]
             resets = pool.reset(specs)
             for slot, job in starting:
                 obs = resets[slot]
@@ -177,6 +187,7 @@ def run_rollouts(
     max_steps: int = 30,
     max_in_flight: int = 64,
     show_progress: bool = True,
+    expert: str | None = None,
 ) -> list[Episode]:
     """Play the jobs not yet in `out_file`, appending each episode as it ends; returns all episodes
     of `jobs` (those from earlier runs included), in job order."""
@@ -194,7 +205,7 @@ def run_rollouts(
             if bar:
                 bar.start()
             try:
-                play(agent, todo, pool, keep, max_steps, max_in_flight, bar)
+                play(agent, todo, pool, keep, max_steps, max_in_flight, bar, expert)
             finally:
                 if bar:
                     bar.stop()

@@ -1,9 +1,10 @@
 """The trajectory file format: JSONL, one episode a line, versioned.
 
-Format `agentprm.trajectory` version 1. Each line is an `Episode` as JSON:
+Format `agentprm.trajectory` version 2 (version 1 files read as version 2 with no expert labels).
+Each line is an `Episode` as JSON:
 
     {"format": "agentprm.trajectory", "version": 1, "episode_id": ..., "game_id": ..., "split": ...,
-     "task_type": ..., "task": ..., "prefix": [...], "steps": [Step, ...], "won": bool,
+     "task_type": ..., "task": ..., "prefix": [...], "prefix_observations": [...], "steps": [Step, ...], "won": bool,
      "truncated": bool, "num_steps": int, "final_observation": str, "policy_id": str, "seed": int,
      "failed": str | null, "meta": {...}}
 
@@ -13,7 +14,12 @@ Turn semantics (what the targets stage relies on):
   environment returned for that action.
 - The outcome reward is on the last step only: 1.0 if the episode was won, else 0.0. An episode cut
   off by the step budget has `truncated=true`, `won=false` and counts as a loss.
-- `prefix` lists actions replayed before turn 0 (reset-distribution starts); they are not steps.
+- `prefix` lists actions replayed before turn 0 (reset-distribution starts); they are not steps, but
+  they are history: `prefix_observations[i]` (version 2) is what was seen before `prefix[i]`, and
+  every turn's context starts with those turns, as if the policy had played them itself.
+- `steps[t].expert_action` (version 2) is the environment's expert's action for the state of turn t
+  when the episode ran with an expert ("handcoded" or "planner"): a DAgger label, whatever action
+  was actually taken. None when the episode had no expert or the expert had nothing to say.
 - `failed` is set when a worker crashed or hung; such an episode is kept for the record but
   skipped by `targets` and success rates count it as a loss.
 
@@ -36,7 +42,7 @@ from pydantic import BaseModel, Field, ValidationError
 from agentprm.errors import CorruptRecordError
 
 FORMAT = "agentprm.trajectory"
-VERSION = 1
+VERSION = 2
 
 
 class Step(BaseModel):
@@ -49,6 +55,7 @@ class Step(BaseModel):
     done: bool = False
     admissible: bool = True
     logprob: float | None = None
+    expert_action: str | None = None
 
 
 class Episode(BaseModel):
@@ -60,6 +67,7 @@ class Episode(BaseModel):
     task_type: str
     task: str
     prefix: list[str] = Field(default_factory=list)
+    prefix_observations: list[str] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     won: bool = False
     truncated: bool = False

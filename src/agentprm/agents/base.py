@@ -32,8 +32,21 @@ class Agent(Protocol):
     def act(self, contexts: list[TurnContext]) -> list[AgentOutput]: ...
 
 
+class EnvExpertAgent:
+    """Acts with the action of the expert running inside the environment (`ALFWorldEnv(expert=...)`,
+    which rollouts start with `expert=`); "look" when the expert has nothing admissible to say."""
+
+    def __init__(self, expert: str):
+        self.expert = expert
+        self.policy_id = f"expert:{expert}"
+
+    def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
+        return [AgentOutput(action=a, raw_output=f"ACTION: {a}") for a in (c.expert_action or "look" for c in contexts)]
+
+
 class ExpertAgent:
-    """Replays each game's walkthrough (the demonstrations for SFT and InversePRM)."""
+    """Replays each game's walkthrough, the planner's plan from the start (it never searches: it
+    knows where everything is)."""
 
     policy_id = "expert"
 
@@ -44,7 +57,7 @@ class ExpertAgent:
         outs = []
         for ctx in contexts:
             plan = self.plans[ctx.game_id]
-            t = ctx.prefix_len + len(ctx.history)
+            t = len(ctx.history)  # the history holds every action since the start, replayed ones too
             action = plan[t] if t < len(plan) else "look"
             outs.append(AgentOutput(action=action, raw_output=f"ACTION: {action}"))
         return outs

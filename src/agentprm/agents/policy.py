@@ -27,7 +27,7 @@ import torch
 from agentprm.agents.base import AgentOutput
 from agentprm.errors import ConfigError
 from agentprm.models import resolve_model
-from agentprm.prompts import TurnContext, build_messages, format_answer, parse_answer
+from agentprm.prompts import TurnContext, build_messages, format_answer, parse_answer, prompt_style
 
 DEFAULT_HISTORY_WINDOW = 8
 """Turns of history in a prompt (policy and SFT share it): ALFWorld episodes run to 50 steps, and the
@@ -200,6 +200,7 @@ class LMPolicy:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.stop_ids = stop_ids(tokenizer)
+        self.prompt_style = prompt_style(model)
         self._calls = 0
 
     @classmethod
@@ -224,7 +225,7 @@ class LMPolicy:
         return self.device.type == "cuda" if sc is None else sc
 
     def messages(self, ctx: TurnContext) -> list[dict[str, str]]:
-        return build_messages(ctx, self.config.history_window, self.config.explore)
+        return build_messages(ctx, self.config.history_window, self.config.explore, self.prompt_style)
 
     def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
         if self.config.mode == "score":

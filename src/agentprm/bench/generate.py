@@ -18,7 +18,7 @@ import torch
 
 from agentprm.agents.policy import DEFAULT_HISTORY_WINDOW, LMPolicy, PolicyConfig, prompt_text
 from agentprm.models import load_causal_lm, load_tokenizer
-from agentprm.prompts import Turn, TurnContext, build_messages
+from agentprm.prompts import Turn, TurnContext, build_messages, prompt_style
 
 _PLACES = ["cabinet 1", "countertop 2", "drawer 3", "fridge 1", "microwave 1", "shelf 2", "sinkbasin 1"]
 
@@ -84,7 +84,8 @@ def bench_sft(spec: str, device: str | None, batch_size: int = 4, steps: int = 3
     tok.padding_side = "left"
     model = load_causal_lm(spec, device, "fp32").train()
     exs = [
-        {"prompt_messages": build_messages(c, DEFAULT_HISTORY_WINDOW), "answer": "ACTION: take mug 1 from countertop 2"}
+        {"prompt_messages": build_messages(c, DEFAULT_HISTORY_WINDOW, style=prompt_style(model)),
+         "answer": "ACTION: take mug 1 from countertop 2"}
         for c in synthetic_contexts(batch_size)
     ]
     batch = DataCollatorForSeq2Seq(tok)([tokenize_example(tok, e) for e in exs]).to(model.device)

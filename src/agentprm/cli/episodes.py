@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from agentprm.agents.base import ExpertAgent
+from agentprm.agents.base import EnvExpertAgent, ExpertAgent
 from agentprm.agents.factory import make_agent
 from agentprm.envs.alfworld import DEFAULT_MAX_STEPS, ALFWorldEnv
+from agentprm.envs.experts import EXPERTS
 from agentprm.envs.games import GameSpec, find_games, sample_games
+from agentprm.errors import ConfigError
 from agentprm.evaluation import play_and_report
 from agentprm.rollout import make_jobs, reset_distribution_jobs
 
@@ -32,20 +34,40 @@ def select_games(split: str, games: int | None, task_types: list[str] | None, se
     return sample_games(find_games(split, task_types or None), games, seed)
 
 
+ExpertOpt = Annotated[str, typer.Option(
+    "--expert", help="walkthrough (the game file's planner plan, never searches), handcoded (alfworld's "
+    "searching player) or planner (replans from every state)")]
+LabelsOpt = Annotated[str | None, typer.Option(
+    "--expert-labels", help="run this expert beside the policy and record its action at every state "
+    "(DAgger labels): handcoded or planner")]
+
+
+def expert_agent(kind: str, games: list[GameSpec]) -> tuple[Any, str | None]:
+    """(agent, expert to run in the env) for a demonstrator name."""
+    if kind == "walkthrough":
+        return ExpertAgent({g.game_id: ALFWorldEnv(g).walkthrough for g in games}), None
+    if kind not in EXPERTS:
+        raise ConfigError(f"unknown expert {kind!r}; choose walkthrough, {', '.join(EXPERTS)}")
+    return EnvExpertAgent(kind), kind
+
+
 def expert(
     split: SplitOpt = "valid_seen",
     games: GamesOpt = None,
     task_type: TaskTypeOpt = None,
+    kind: ExpertOpt = "walkthrough",
     out: OutOpt = Path("runs/expert"),
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
     max_steps: MaxStepsOpt = DEFAULT_MAX_STEPS,
 ) -> None:
-    """Replay expert walkthroughs; the trajectories are the demonstrations for SFT and InversePRM."""
+    """Play an expert; its won episodes are the demonstrations for SFT (and InversePRM)."""
     specs = select_games(split, games, task_type, seed)
-    agent = ExpertAgent({g.game_id: ALFWorldEnv(g).walkthrough for g in specs})
-    extra = {"command": "expert", "split": split, "games": len(specs), "seed": seed, "max_steps": max_steps}
-    play_and_report(agent, make_jobs(specs), out, f"expert on {split}", workers, max_steps, extra)
+    agent, in_env = expert_agent(kind, specs)
+    extra = {"command": "expert", "expert": kind, "split": split, "games": len(specs), "seed": seed,
+             "max_steps": max_steps}
+    play_and_report(agent, make_jobs(specs), out, f"{agent.policy_id} on {split}", workers, max_steps, extra,
+                    expert=in_env)
 
 
 PolicyOpt = Annotated[
@@ -69,6 +91,7 @@ def rollout(
     reset_fraction: Annotated[float, typer.Option(
         "--reset-fraction", help="share of episodes started along the expert walkthrough (reset distribution)")] = 0.0,
     explore: Annotated[bool, typer.Option("--explore", help="sample with the exploration prompt")] = False,
+    expert_labels: LabelsOpt = None,
     out: OutOpt = Path("runs/rollout"),
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
@@ -82,9 +105,11 @@ def rollout(
     jobs = reset_distribution_jobs(specs, repeats, seed, reset_fraction, plans)
     extra = {"command": "rollout", "split": split, "games": len(specs), "repeats": repeats, "mode": mode,
              "temperature": temperature, "reset_fraction": reset_fraction, "explore": explore, "seed": seed,
-             "max_steps": max_steps}
+             "max_steps": max_steps, "expert_labels": expert_labels}
+    if expert_labels is not None and expert_labels not in EXPERTS:
+        raise ConfigError(f"--expert-labels {expert_labels!r}: choose one of {', '.join(EXPERTS)}")
     play_and_report(agent, jobs, out, f"{agent.policy_id} rollouts on {split}", workers, max_steps, extra,
-                    max_in_flight)
+                    max_in_flight, expert=expert_labels)
 
 
 def evaluate(

@@ -91,7 +91,9 @@ class ALFWorldEnv:
         self._task, text = split_intro(state.feedback)
         won = bool(state["won"])
         suggestion = self._expert_start(state)
+        turns: list[tuple[str, str]] = []
         for action in prefix:
+            turns.append((text, action))
             state, _, _ = self._env.step(action)
             won = bool(state["won"])
             text = state.feedback.strip()
@@ -100,7 +102,7 @@ class ALFWorldEnv:
                 break
         self._steps = 0
         self._done = won
-        return self._observation(text, state, suggestion, prefix_len=len(prefix), won=won)
+        return self._observation(text, state, suggestion, prefix_len=len(turns), prefix_turns=turns, won=won)
 
     def step(self, action: str) -> StepResult:
         if self._done:
@@ -140,4 +142,5 @@ class ALFWorldEnv:
     def close(self) -> None:
         if self._env is not None:
             self._env.close()
+            engine_cache.release_lib(self._env)
             self._env = None

@@ -15,6 +15,12 @@ most of that is work the engine repeats with the same inputs or throws away:
   for every symbol; their values (entity infos, placeholders, variables) are never mutated during a
   derivation, only the dicts are, so copying the dicts is enough.
 
+One leak is closed too: every textworld `PddlEnv` loads its own copy of fast-downward's shared
+library (`fast_downward.load_lib`, one copy per env, since the library holds one task at a time) and
+never unloads it: ~5 MB per game played, so a worker grew by gigabytes over a few thousand games.
+Unloading (dlclose) crashes the process at exit (the C++ library's static destructors), so instead
+`release_lib` cleans a closed env's copy and keeps it for the next env of the process.
+
 The same functions run on the same inputs; only repeated parses and translations are answered from
 memory (parse results are deep-copied, since `derive` mutates the symbols it gets).
 `tests/envs/test_engine_cache.py` replays games with and without these changes in separate
@@ -103,6 +109,31 @@ def _copy_context(context: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_free_libs: list[Any] = []
+
+
+def _pooled(load_lib: Callable[[], Any]) -> Callable[[], Any]:
+    @wraps(load_lib)
+    def load() -> Any:
+        return _free_libs.pop() if _free_libs else load_lib()
+
+    return load
+
+
+def release_lib(env: Any) -> None:
+    """Give the fast-downward library copy of a closed textworld env (any wrapper of a PddlEnv) back
+    for reuse; nothing may use that env afterwards. A no-op when the cache is off."""
+    if not _installed:
+        return
+    while getattr(env, "_wrapped_env", None) is not None:
+        env = env._wrapped_env
+    lib = getattr(env, "downward_lib", None)
+    if lib is not None:
+        lib.cleanup()
+        env.downward_lib = None
+        _free_libs.append(lib)
+
+
 def install() -> bool:
     """Patch the engine modules once per process; returns whether the cache is active."""
     global _installed
@@ -113,6 +144,7 @@ def install() -> bool:
     from textworld.logic import Rule
 
     fast_downward.pddl2sas = _memo_translation(fast_downward.pddl2sas)
+    fast_downward.load_lib = _pooled(fast_downward.load_lib)
     textgen._parse_and_convert = _memo_parse(textgen._parse_and_convert)
 
     class _CachedRule(Rule):  # only textgen's view of Rule: condition strings parsed once

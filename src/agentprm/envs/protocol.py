@@ -12,7 +12,8 @@ Semantics, which rollouts, targets and the trajectory format rely on:
   (a cut-off episode counts as a loss with reward 0).
 - `reset(prefix=[...])` replays actions before handing control over, to start from a state along a
   demonstration (reset-distribution exploration, lookahead). Prefix steps do not count toward the
-  step budget of the episode that follows.
+  step budget of the episode that follows. The replayed turns are part of the episode's history:
+  `info["prefix_turns"]` lists (observation seen before the action, action) for each of them.
 """
 
 from __future__ import annotations

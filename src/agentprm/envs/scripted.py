@@ -64,12 +64,14 @@ class ScriptedEnv:
     def reset(self, prefix: Sequence[str] = ()) -> Observation:
         self._progress, self._steps, self._done = 0, 0, False
         text = "You are in a small room. There is a desk, a shelf and a door."
+        turns = []
         for action in prefix:
+            turns.append((text, action))
             text = self._advance(action)
             if self._won:
                 break
         self._done = self._won
-        return self._observation(text, prefix_len=len(prefix), won=self._won)
+        return self._observation(text, prefix_len=len(turns), prefix_turns=turns, won=self._won)
 
     def step(self, action: str) -> StepResult:
         if self._done:

@@ -3,6 +3,16 @@
 The same text goes to the policy (which continues it with an answer) and to the PRM (which reads
 prompt + answer and scores it), so a state–action pair means one string everywhere.
 
+Two prompt styles, chosen by the model (its config's `agentprm_prompt`, see `prompt_style`):
+- "react" (pretrained chat LMs such as SmolLM2; the default): a system prompt explaining the game,
+  then ONE user message with the task, the last `history_window` turns, the observation and the
+  candidate (admissible) actions.
+- "episode" (models built for ALFWorld from scratch, `agentprm.scratch`): the episode itself as a
+  conversation, compact: the first user message is the task and the first observation, then one
+  assistant message per action taken and one user message per observation; no system prompt, no
+  candidate list. Turn t's prompt is then a prefix of turn t+1's, so SFT can train on every turn of
+  an episode in one sequence.
+
 Answer format: `REASON: ... ACTION: ...`, the reason optional.
 """
 
@@ -37,7 +47,10 @@ class TurnContext:
     game_id: str = ""
     """Which game; scripted agents (the expert) look their plan up by it."""
     prefix_len: int = 0
-    """Actions replayed before turn 0 (reset-distribution starts)."""
+    """Actions replayed before turn 0 (reset-distribution starts); they are the first turns of `history`."""
+    expert_action: str | None = None
+    """The environment's expert's next action here, when the episode runs with one (demos, DAgger
+    labels); never shown to a policy."""
 
 
 @cache
@@ -51,12 +64,26 @@ def render(name: str, **values: object) -> str:
     return _env().get_template(f"{name}.jinja").render(**values).strip()
 
 
+PROMPT_STYLES = ("react", "episode")
+
+
+def prompt_style(model: object) -> str:
+    """The prompt style a model was built for (its config's `agentprm_prompt`; "react" if unset)."""
+    style = getattr(getattr(model, "config", model), "agentprm_prompt", None) or "react"
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"model config has agentprm_prompt={style!r}; expected one of {PROMPT_STYLES}")
+    return style
+
+
 def build_messages(
-    ctx: TurnContext, history_window: int | None = None, explore: bool = False
+    ctx: TurnContext, history_window: int | None = None, explore: bool = False, style: str = "react"
 ) -> list[dict[str, str]]:
     """Chat messages for one turn. `history_window`: keep the last k turns (None: all).
-    `explore` adds the steered-exploration hint (sample with it, train without it)."""
+    `explore` adds the steered-exploration hint (sample with it, train without it; "react" only).
+    `style`: see the module docstring."""
     history = ctx.history if history_window is None else ctx.history[-history_window:] if history_window else []
+    if style == "episode":
+        return episode_messages(ctx.task, history, ctx.observation)
     system = render("system")
     if explore:
         system += "\n" + render("explore")
@@ -68,6 +95,17 @@ def build_messages(
         actions=ctx.admissible_actions,
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def episode_messages(task: str, history: Sequence[Turn], observation: str) -> list[dict[str, str]]:
+    """The "episode" style: user (task + first observation), assistant (answer), user (observation)..."""
+    observations = [t.observation for t in history] + [observation]
+    messages = []
+    for i, text in enumerate(observations):
+        messages.append({"role": "user", "content": f"Task: {task}\n{text}" if i == 0 else text})
+        if i < len(history):
+            messages.append({"role": "assistant", "content": format_answer(history[i].action)})
+    return messages
 
 
 def format_answer(action: str, reason: str | None = None) -> str:

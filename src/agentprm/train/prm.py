@@ -33,7 +33,7 @@ from torch import nn
 from agentprm.atomic import replace_dir, temp_dir_for, write_json
 from agentprm.errors import ConfigError, ModelLoadError
 from agentprm.models import load_causal_lm, load_tokenizer, pick_device
-from agentprm.prompts import TurnContext, build_messages, format_answer
+from agentprm.prompts import TurnContext, build_messages, format_answer, prompt_style
 from agentprm.targets import read_rows, row_to_context
 from agentprm.train.losses import bradley_terry, soft_bce
 from agentprm.train.metrics import expected_calibration_error, plot_calibration, reliability_bins, roc_auc
@@ -63,6 +63,7 @@ class PRM(nn.Module):
         self.tokenizer = tokenizer
         self.history_window = history_window
         self.max_length = max_length
+        self.prompt_style = prompt_style(backbone)
         self.head = nn.Linear(backbone.config.hidden_size, 1).to(next(backbone.parameters()).device)
         # Zero init: every score starts at σ(0) = 0.5, so early steps fit the head rather than undo a
         # random one (large hidden-state outliers of real LMs would make a random head's z huge).
@@ -83,7 +84,7 @@ class PRM(nn.Module):
         """prompt (chat template, generation prompt on) + answer: the policy's own text for a turn."""
         out = []
         for ctx, action in zip(contexts, actions, strict=True):
-            messages = build_messages(ctx, self.history_window)
+            messages = build_messages(ctx, self.history_window, style=self.prompt_style)
             prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             out.append(prompt + format_answer(action))
         return out

@@ -1,9 +1,20 @@
 """Supervised fine-tuning on demonstrations: the initial policy π0 (AgentPRM, Choudhury 2025, §3).
 
-One example per turn of each *won* demonstration episode: the prompt the policy would see at that
-turn (`build_messages` → chat template with the generation prompt) and the answer
-`format_answer(step.action)` + end-of-turn, tokenized exactly as `agents.policy.encode_pair` does, so
-the policy, score mode and DPO all see the tokens SFT trained on. Loss is on answer tokens only.
+One example per turn: the prompt the policy would see at that turn (`build_messages` → chat template
+with the generation prompt) and the answer `format_answer(label)` + end-of-turn, tokenized exactly
+as `agents.policy.encode_pair` does, so the policy, score mode and DPO all see the tokens SFT trained
+on. Loss is on answer tokens only. Which turns and which label (`SFTConfig.labels`):
+- "taken": every turn of each *won* episode, labelled with the action taken (behaviour cloning of
+  demonstrations);
+- "expert": every turn, won or lost, that carries an expert label (`Step.expert_action`, recorded
+  when a rollout ran with `expert_labels`), labelled with the expert's action: DAgger's aggregate of
+  the learner's own states relabelled by a teacher.
+
+Packing: with the "episode" prompt style and the whole history in the prompt, turn t's prompt is a
+prefix of turn t+1's, so one sequence (the last turn's prompt + its answer) holds every turn, and the
+loss on all its answers costs one forward pass instead of one per turn (~5× fewer tokens on ALFWorld
+demos). A turn whose label differs from the action taken (DAgger) cannot share the sequence, which
+continues with the taken action: it becomes an example of its own.
 
 Training is HF `Trainer`: checkpoints every `save_steps` under out/checkpoints, and a rerun with the
 same `out` resumes from the newest complete one, so an interrupted run just gets started again.
@@ -30,12 +41,12 @@ from transformers import (
     set_seed,
 )
 
-from agentprm.agents.policy import DEFAULT_HISTORY_WINDOW, encode_pair
+from agentprm.agents.policy import DEFAULT_HISTORY_WINDOW, encode_answer, encode_pair, encode_prompt
 from agentprm.atomic import save_model
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
 from agentprm.models import load_causal_lm, load_tokenizer
-from agentprm.prompts import build_messages, format_answer
+from agentprm.prompts import build_messages, format_answer, prompt_style
 from agentprm.trajectory import Episode, load_episodes
 
 __all__ = [
@@ -44,6 +55,8 @@ __all__ = [
     "answer_only_loss",
     "contexts_from_episode",
     "episodes_to_examples",
+    "episodes_to_rows",
+    "pack_episode",
     "tokenize_example",
     "train_sft",
 ]
@@ -95,6 +108,10 @@ class SFTConfig:
     """LoRA rank."""
     lora_alpha: int = 32
     """LoRA scale numerator (scale = alpha / r)."""
+    labels: str = "taken"
+    """"taken" (actions of won episodes) or "expert" (expert labels at every labelled state; DAgger)."""
+    pack: bool = True
+    """Train on whole episodes as one sequence when the prompt style allows it (see module docstring)."""
     device: str | None = None
     """"cpu" or "cuda" (None: CUDA if available)."""
     dtype: str | None = None
@@ -109,25 +126,37 @@ class SFTConfig:
             raise ConfigError("batch_size, grad_accum, save_steps, eval_steps, logging_steps must be >= 1")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise ConfigError("give epochs > 0 or max_steps > 0")
+        if self.labels not in LABELS:
+            raise ConfigError(f"labels must be one of {', '.join(LABELS)}, got {self.labels!r}")
+
+
+LABELS = ("taken", "expert")
+
+
+def _turn_labels(ep: Episode, labels: str) -> list[str | None]:
+    """The label of each turn (None: not a training turn), see the module docstring."""
+    if ep.failed:
+        return [None] * len(ep.steps)
+    if labels == "expert":
+        return [s.expert_action for s in ep.steps]
+    return [s.action for s in ep.steps] if ep.won else [None] * len(ep.steps)
 
 
 def episodes_to_examples(
-    episodes: list[Episode], history_window: int | None = DEFAULT_HISTORY_WINDOW
+    episodes: list[Episode], history_window: int | None = DEFAULT_HISTORY_WINDOW, style: str = "react",
+    labels: str = "taken",
 ) -> list[dict[str, Any]]:
-    """{prompt_messages, answer, game_id} per turn of each won, non-failed episode."""
+    """{prompt_messages, answer, game_id} per training turn (one example per turn, no packing)."""
     return [
-        {
-            "prompt_messages": build_messages(ctx, history_window),
-            "answer": format_answer(step.action),
-            "game_id": ep.game_id,
-        }
+        {"prompt_messages": build_messages(ctx, history_window, style=style), "answer": format_answer(label),
+         "game_id": ep.game_id}
         for ep in episodes
-        if ep.won and not ep.failed
-        for ctx, step in zip(contexts_from_episode(ep), ep.steps, strict=True)
+        for ctx, label in zip(contexts_from_episode(ep), _turn_labels(ep, labels), strict=True)
+        if label is not None
     ]
 
 
-def tokenize_example(tokenizer: Any, ex: dict[str, Any]) -> dict[str, list[int]]:
+def tokenize_example(tokenizer: Any, ex: dict[str, Any]) -> dict[str, Any]:
     """input_ids = prompt + answer + end-of-turn; labels = -100 on the prompt (loss on the answer)."""
     prompt, answer = encode_pair(tokenizer, ex["prompt_messages"], ex["answer"])
     return {
@@ -135,6 +164,48 @@ def tokenize_example(tokenizer: Any, ex: dict[str, Any]) -> dict[str, list[int]]
         "attention_mask": [1] * (len(prompt) + len(answer)),
         "labels": [-100] * len(prompt) + answer,
     }
+
+
+def pack_episode(tokenizer: Any, ep: Episode, turn_labels: list[str | None]) -> list[dict[str, Any]] | None:
+    """Rows for one episode in the "episode" style with the full history: one sequence with the loss
+    on every turn whose label is the action taken, plus one row per turn labelled otherwise. None if
+    the tokenizer breaks the prefix property (then the caller falls back to one row per turn)."""
+    contexts = contexts_from_episode(ep)
+    prompts = [encode_prompt(tokenizer, build_messages(c, None, style="episode")) for c in contexts]
+    answers = [encode_answer(tokenizer, format_answer(s.action)) for s in ep.steps]
+    ids = prompts[-1] + answers[-1]
+    target = [-100] * len(ids)
+    rows = []
+    for t, (prompt, answer, label) in enumerate(zip(prompts, answers, turn_labels, strict=True)):
+        if ids[len(prompt) : len(prompt) + len(answer)] != answer or ids[: len(prompt)] != prompt:
+            return None
+        if label == ep.steps[t].action:
+            target[len(prompt) : len(prompt) + len(answer)] = answer
+        elif label is not None:
+            other = encode_answer(tokenizer, format_answer(label))
+            rows.append({"input_ids": prompt + other, "attention_mask": [1] * (len(prompt) + len(other)),
+                         "labels": [-100] * len(prompt) + other, "game_id": ep.game_id})
+    if any(t != -100 for t in target):
+        rows.insert(0, {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": target, "game_id": ep.game_id})
+    return rows
+
+
+def episodes_to_rows(
+    tokenizer: Any, episodes: list[Episode], history_window: int | None, style: str, labels: str, pack: bool
+) -> list[dict[str, Any]]:
+    """Tokenized training rows (input_ids, attention_mask, labels, game_id) for SFT."""
+    rows: list[dict[str, Any]] = []
+    packable = pack and style == "episode" and history_window is None
+    for ep in episodes:
+        turn_labels = _turn_labels(ep, labels)
+        if not any(x is not None for x in turn_labels):
+            continue
+        packed = pack_episode(tokenizer, ep, turn_labels) if packable else None
+        if packed is None:
+            packed = [{**tokenize_example(tokenizer, ex), "game_id": ep.game_id}
+                      for ex in episodes_to_examples([ep], history_window, style, labels)]
+        rows.extend(packed)
+    return rows
 
 
 def split_by_game(
@@ -148,25 +219,27 @@ def split_by_game(
     return [e for e in examples if e["game_id"] not in val_games], [e for e in examples if e["game_id"] in val_games]
 
 
-def _tokenize_all(tokenizer: Any, examples: list[dict[str, Any]], max_length: int) -> tuple[list[dict], int]:
-    rows = [tokenize_example(tokenizer, ex) for ex in examples]
-    kept = [r for r in rows if len(r["input_ids"]) <= max_length]
+def _drop_long(rows: list[dict[str, Any]], max_length: int) -> tuple[list[dict], int]:
+    kept = [{k: v for k, v in r.items() if k != "game_id"} for r in rows if len(r["input_ids"]) <= max_length]
     if len(kept) < len(rows):
         msg = f"SFT: dropped {len(rows) - len(kept)} examples longer than max_length={max_length}"
         warnings.warn(msg, stacklevel=2)
     return kept, len(rows) - len(kept)
 
 
-def build_datasets(cfg: SFTConfig, tokenizer: Any) -> tuple[list[dict], list[dict], dict[str, int]]:
-    """Tokenized (train, val) examples and counts for the summary."""
-    examples = episodes_to_examples(load_episodes(cfg.demos), cfg.history_window)
-    if not examples:
-        raise ConfigError(f"no won demonstration episodes in {cfg.demos}; SFT needs successful demos")
-    train_ex, val_ex = split_by_game(examples, cfg.val_fraction, cfg.seed)
+def build_datasets(
+    cfg: SFTConfig, tokenizer: Any, style: str = "react"
+) -> tuple[list[dict], list[dict], dict[str, int]]:
+    """Tokenized (train, val) rows and counts for the summary."""
+    rows = episodes_to_rows(tokenizer, load_episodes(cfg.demos), cfg.history_window, style, cfg.labels, cfg.pack)
+    if not rows:
+        what = "won demonstration episodes" if cfg.labels == "taken" else "expert-labelled states"
+        raise ConfigError(f"no {what} in {cfg.demos}; SFT needs them")
+    train_rows, val_rows = split_by_game(rows, cfg.val_fraction, cfg.seed)
     if cfg.max_examples is not None:
-        train_ex = random.Random(cfg.seed).sample(train_ex, min(cfg.max_examples, len(train_ex)))
-    train, dropped = _tokenize_all(tokenizer, train_ex, cfg.max_length)
-    val, dropped_val = _tokenize_all(tokenizer, val_ex, cfg.max_length)
+        train_rows = random.Random(cfg.seed).sample(train_rows, min(cfg.max_examples, len(train_rows)))
+    train, dropped = _drop_long(train_rows, cfg.max_length)
+    val, dropped_val = _drop_long(val_rows, cfg.max_length)
     if not train:
         raise ConfigError(f"every training example is longer than max_length={cfg.max_length}")
     counts = {
@@ -271,7 +344,8 @@ def answer_only_loss(model: Any, batch: dict[str, torch.Tensor], num_items: Any 
     Needs a LEFT-padded batch: then every row's answer ends at the last position and the LM head runs
     on the last k+1 positions only (k = longest answer) instead of producing (B, T, V) logits for
     prompt tokens that carry no loss. ~10 answer tokens vs ~600 prompt tokens per turn and a 49k
-    vocabulary make that most of the memory and a large share of the FLOPs. Position ids come from the
+    vocabulary make that most of the memory and a large share of the FLOPs. Packed rows (answers all
+    along the sequence) simply get logits from their first answer on. Position ids come from the
     attention mask, as in `agents.policy.sequence_logprobs`, so training and scoring see one layout."""
     labels, mask = batch["labels"], batch["attention_mask"]
     k = labels.shape[1] - int((labels != -100).any(0).nonzero()[0])
@@ -327,8 +401,8 @@ def train_sft(cfg: SFTConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     tokenizer = load_tokenizer(cfg.model)
     tokenizer.padding_side = "left"  # answers end every row: see AnswerOnlyTrainer
-    train, val, counts = build_datasets(cfg, tokenizer)
     model = _load_model(cfg)
+    train, val, counts = build_datasets(cfg, tokenizer, prompt_style(model))
     stats = _RunStats()
     trainer = _make_trainer(cfg, model, tokenizer, train, val, stats)
     resume = last_good_checkpoint(out / "checkpoints")
