@@ -1,14 +1,20 @@
 """`agentprm train`: the whole AgentPRM loop (paper §2) as one resumable run.
 
-    demos (expert) → SFT π0 → eval π0 → for i = 1..K:
-        rollouts of π_{i-1} → MC targets → PRM_i → π_i (online DPO vs PRM_i) → eval π_i → eval Best-of-N
-    → report.md
+    demos (expert) → [base: tokenizer + model from scratch] → SFT π0 → [DAgger rounds] → eval π0 →
+    for i = 1..K: rollouts of π_{i-1} → MC targets → PRM_i → π_i (online DPO vs PRM_i) → eval π_i
+    → Best-of-N evals → report.md
+
+With `data.heldout_games`, that many train games are kept out of demos and rollouts, every π_i is
+also played on them, and the iteration to keep (for Best-of-N and the headline) is chosen there, never
+on the evaluation split, which stays the reported test.
 
 Run directory layout (every stage writes only inside its own folder):
     config.yaml        the resolved config (plus versions and git revision in run.json)
     state.json         finished stages in order, with wall-clock seconds each
     demos/             expert trajectories on train games (SFT data)
-    pi0/               SFT output; pi0/model is π0
+    base/              the model built from scratch (`model: scratch:SIZE`): tokenizer + random weights
+    pi0/               SFT output; pi0/model is π0 (dagger{r}/ hold DAgger rounds; the last is π0)
+    heldout/pi{i}/     π_i on the held-out train games;  selected.json  the iteration kept
     iter{i}/rollouts/  trajectories of π_{i-1};   iter{i}/targets/  parquet Q̂ and pairs
     iter{i}/prm/       PRM_i;                     iter{i}/policy/   DPO output; iter{i}/policy/model is π_i
     eval/<name>/       summary.json, results.md, trajectories.jsonl, success.png per evaluated agent
@@ -43,7 +49,11 @@ class _Section(BaseModel):
 class DataSection(_Section):
     train_split: str = Field("train", description="split for demonstrations and rollouts")
     eval_split: str = Field("valid_seen", description="split for evaluation (valid_unseen for the paper's table)")
-    demo_games: int | None = Field(None, description="train games whose walkthroughs become SFT demos (None: all)")
+    demo_expert: str = Field("walkthrough", description="demonstrator: walkthrough (game files' planner plans), "
+                             "handcoded (alfworld's searching player) or planner")
+    demo_games: int | None = Field(None, description="train games played by the demonstrator (None: all)")
+    heldout_games: int = Field(0, description="train games kept out of demos and rollouts, for choosing "
+                               "the iteration to keep (0: none; the last iteration is kept)")
     rollout_games: int | None = Field(None, description="train games rolled out per iteration (None: all)")
     eval_games: int | None = Field(None, description="evaluation games, a seeded sample (None: the whole split)")
     task_types: list[str] | None = Field(None, description="restrict every stage to these task types")
@@ -66,6 +76,16 @@ class SFTSection(_Section):
     extra: dict[str, Any] = Field(default_factory=dict, description="any other SFTConfig field")
 
 
+class DaggerSection(_Section):
+    rounds: int = Field(0, description="DAgger rounds after SFT (0: off): roll π out with the expert "
+                        "beside it, relabel every state with the expert's action, retrain on the aggregate")
+    expert: str = Field("handcoded", description="teacher: handcoded or planner (privileged, ~1 s a step)")
+    games: int | None = Field(None, description="train games rolled out per round (None: all)")
+    temperature: float = Field(0.0, description="sampling temperature of the learner's rollouts")
+    epochs: float = Field(1.0, description="SFT passes over the aggregate per round (from the current π)")
+    lr: float | None = Field(None, description="learning rate of the round's SFT (None: sft.lr)")
+
+
 class RolloutSection(_Section):
     repeats: int = Field(4, description="episodes per game per iteration (MC visits)")
     temperature: float = Field(1.0, description="sampling temperature for exploration")
@@ -82,7 +102,8 @@ class TargetsSection(_Section):
 
 
 class PRMSection(_Section):
-    model: str | None = Field(None, description="PRM backbone (None: the run's base model)")
+    model: str | None = Field(None, description="PRM backbone: a model spec, 'policy' (π_{i-1}, the policy "
+                              "it judges) or None (the run's base model)")
     loss: str = Field("soft-bce", description="soft-bce (Eq. 4) or bradley-terry (relative)")
     epochs: float = Field(1.0, description="passes over the targets")
     lr: float = Field(2e-5, description="learning rate")
@@ -102,13 +123,15 @@ class PolicyStepSection(_Section):
 
 
 class EvalSection(_Section):
-    best_of: list[int] = Field(default_factory=lambda: [4], description="Best-of-N sizes evaluated each iteration")
+    best_of: list[int] = Field(default_factory=lambda: [4], description="Best-of-N sizes evaluated each iteration "
+                               "(with heldout games: on the kept iteration only)")
     bon_temperature: float = Field(1.0, description="sampling temperature for Best-of-N")
 
 
 class RunConfig(_Section):
     run_dir: str = Field("runs/train", description="where everything of this run goes")
-    model: str = Field("smollm2", description="base model spec (smollm2, tiny, a folder, a hub id)")
+    model: str = Field("smollm2", description="base model spec (smollm2, tiny, a folder, a hub id), or "
+                       "scratch:SIZE to build one from this run's demos (tiny, small, medium)")
     policy: str | None = Field(None, description="start from this π0 instead of running SFT")
     iterations: int = Field(1, description="AgentPRM iterations K")
     seed: int = Field(0, description="seed for sampling games and generation")
@@ -116,6 +139,7 @@ class RunConfig(_Section):
     data: DataSection = Field(default_factory=DataSection)
     policy_args: PolicySection = Field(default_factory=PolicySection, alias="acting")
     sft: SFTSection = Field(default_factory=SFTSection)
+    dagger: DaggerSection = Field(default_factory=DaggerSection)
     rollout: RolloutSection = Field(default_factory=RolloutSection)
     targets: TargetsSection = Field(default_factory=TargetsSection)
     prm: PRMSection = Field(default_factory=PRMSection)
@@ -250,29 +274,61 @@ class Run:
         self.dir = Path(cfg.run_dir)
 
     # paths
+    @property
+    def scratch_size(self) -> str | None:
+        return self.cfg.model.split(":", 1)[1] if self.cfg.model.startswith("scratch:") else None
+
+    @property
+    def base_model(self) -> str:
+        """What SFT starts from (and the default PRM backbone): the model built from scratch, or cfg.model."""
+        return str(self.dir / "base") if self.scratch_size else self.cfg.model
+
+    def sft_dir(self, r: int) -> Path:
+        """SFT output of DAgger round r (round 0: the SFT on demos)."""
+        return self.dir / ("pi0" if r == 0 else f"dagger{r}")
+
     def policy_dir(self, i: int) -> str:
         if i == 0:
-            return self.cfg.policy or str(self.dir / "pi0" / "model")
+            return self.cfg.policy or str(self.sft_dir(self.cfg.dagger.rounds) / "model")
         return str(self.dir / f"iter{i}" / "policy" / "model")
 
     def prm_dir(self, i: int) -> Path:
         return self.dir / f"iter{i}" / "prm"
 
-    def _games(self, split: str, n: int | None, salt: int = 0, balanced: bool = False) -> list[Any]:
-        """A seeded sample of a split; `balanced` spreads it evenly over task types (eval sets)."""
-        from agentprm.envs.games import find_games, sample_games, stratified_games
+    # games
+    def _split_games(self, split: str) -> list[Any]:
+        """A split's games (task-type filter applied); the train split without the held-out games."""
+        from agentprm.envs.games import find_games
 
         games = find_games(split, self.cfg.data.task_types)
+        if split == self.cfg.data.train_split and self.cfg.data.heldout_games:
+            held = {g.game_id for g in self.heldout_games()}
+            games = [g for g in games if g.game_id not in held]
+        return games
+
+    def heldout_games(self) -> list[Any]:
+        """Train games no stage trains on, balanced over task types, for choosing the iteration to keep."""
+        from agentprm.envs.games import find_games, stratified_games
+
+        games = find_games(self.cfg.data.train_split, self.cfg.data.task_types)
+        return stratified_games(games, self.cfg.data.heldout_games, self.cfg.seed + 7)
+
+    def _games(self, split: str, n: int | None, salt: int = 0, balanced: bool = False) -> list[Any]:
+        """A seeded sample of a split; `balanced` spreads it evenly over task types (eval sets)."""
+        from agentprm.envs.games import sample_games, stratified_games
+
+        games = self._split_games(split)
         if balanced and n is not None:
             return stratified_games(games, n, self.cfg.seed + salt)
         return sample_games(games, n, self.cfg.seed + salt)
 
-    def _play(self, agent: Any, jobs: list[Any], out: Path, title: str, extra: dict[str, Any]) -> dict[str, Any]:
+    def _play(self, agent: Any, jobs: list[Any], out: Path, title: str, extra: dict[str, Any],
+              expert: str | None = None) -> dict[str, Any]:
         from agentprm.evaluation import play_and_report
 
         d = self.cfg.data
         return play_and_report(agent, jobs, out, title, d.workers, d.max_steps, extra,
-                               self.cfg.policy_args.in_flight, self.show)
+                               self.cfg.policy_args.in_flight, self.show, expert)
 
     def _lm(self, spec: str, temperature: float, explore: bool = False) -> Any:
         from agentprm.agents.policy import LMPolicy, PolicyConfig
@@ -284,40 +340,89 @@ class Run:
 
     # stages
     def demos(self) -> None:
-        from agentprm.agents.base import ExpertAgent
-        from agentprm.envs.alfworld import ALFWorldEnv
+        from agentprm.agents.factory import make_expert
         from agentprm.rollout import make_jobs
 
-        games = self._games(self.cfg.data.train_split, self.cfg.data.demo_games)
-        agent = ExpertAgent({g.game_id: ALFWorldEnv(g).walkthrough for g in games})
-        self._play(agent, make_jobs(games), self.dir / "demos", "expert demos", {"stage": "demos"})
+        d = self.cfg.data
+        games = self._games(d.train_split, d.demo_games)
+        agent, in_env = make_expert(d.demo_expert, games)
+        self._play(agent, make_jobs(games), self.dir / "demos", f"{agent.policy_id} demos",
+                   {"stage": "demos", "expert": d.demo_expert}, expert=in_env)
 
-    def sft(self) -> None:
+    def base(self) -> None:
+        from agentprm.scratch import build_scratch_model
+
+        build_scratch_model([str(self.dir / "demos")], self.scratch_size or "", self.dir / "base", self.cfg.seed)
+
+    def _sft(self, model: str, demos: list[Path], out: Path, **values: Any) -> None:
         from agentprm.cli.common import build_config
         from agentprm.train.sft import SFTConfig, train_sft
 
         s = self.cfg.sft
-        values = {"demos": [str(self.dir / "demos")], "model": self.cfg.model, "out": str(self.dir / "pi0"),
-                  "epochs": s.epochs, "lr": s.lr, "batch_size": s.batch_size, "max_examples": s.max_examples,
-                  "history_window": self.cfg.policy_args.history_window, "seed": self.cfg.seed,
-                  "device": self.cfg.device, "progress": self.show, **s.extra}
-        train_sft(build_config(SFTConfig, values))
+        base = {"demos": [str(d) for d in demos], "model": model, "out": str(out), "epochs": s.epochs, "lr": s.lr,
+                "batch_size": s.batch_size, "max_examples": s.max_examples,
+                "history_window": self.cfg.policy_args.history_window, "seed": self.cfg.seed,
+                "device": self.cfg.device, "progress": self.show, **s.extra}
+        train_sft(build_config(SFTConfig, {**base, **values}))
+
+    def sft(self) -> None:
+        self._sft(self.base_model, [self.dir / "demos"], self.sft_dir(0))
+
+    def dagger_rollouts(self, r: int) -> None:
+        """The learner plays; the expert beside it labels every state it reaches."""
+        from agentprm.rollout import make_jobs
+
+        g = self.cfg.dagger
+        games = self._games(self.cfg.data.train_split, g.games, salt=200 + r)
+        agent = self._lm(str(self.sft_dir(r - 1) / "model"), g.temperature)
+        self._play(agent, make_jobs(games, 1, self.cfg.seed + r), self.dir / f"dagger{r}" / "rollouts",
+                   f"DAgger round {r}", {"stage": f"dagger{r}/rollouts"}, expert=g.expert)
+
+    def dagger_sft(self, r: int) -> None:
+        """Retrain from the current policy on the aggregate: demos + every round's relabelled states."""
+        g = self.cfg.dagger
+        data = [self.dir / "demos", *(self.dir / f"dagger{k}" / "rollouts" for k in range(1, r + 1))]
+        self._sft(str(self.sft_dir(r - 1) / "model"), data, self.sft_dir(r), labels="auto", epochs=g.epochs,
+                  lr=g.lr or self.cfg.sft.lr)
+
+    def _eval_games(self) -> list[Any]:
+        return self._games(self.cfg.data.eval_split, self.cfg.data.eval_games, salt=1, balanced=True)
+
+    def _bon_agent(self, i: int, n: int) -> Any:
+        """Best-of-N of π_i judged by the PRM of its iteration (π0: PRM_1, trained on π0's rollouts)."""
+        from agentprm.agents.best_of_n import BestOfNAgent
+        from agentprm.train.prm import PRM
+
+        lm = self._lm(self.policy_dir(i), self.cfg.eval.bon_temperature)
+        return BestOfNAgent(lm, PRM.load(str(self.prm_dir(max(i, 1))), device=self.cfg.device), n)
 
     def evaluate(self, i: int, best_of: int = 1) -> None:
         from agentprm.rollout import make_jobs
 
         name = f"pi{i}" if best_of == 1 else f"pi{i}_bon{best_of}"
-        games = self._games(self.cfg.data.eval_split, self.cfg.data.eval_games, salt=1, balanced=True)
-        if best_of == 1:
-            agent = self._lm(self.policy_dir(i), 0.0)
-        else:
-            from agentprm.agents.best_of_n import BestOfNAgent
-            from agentprm.train.prm import PRM
-
-            lm = self._lm(self.policy_dir(i), self.cfg.eval.bon_temperature)
-            agent = BestOfNAgent(lm, PRM.load(str(self.prm_dir(i)), device=self.cfg.device), best_of)
+        agent = self._lm(self.policy_dir(i), 0.0) if best_of == 1 else self._bon_agent(i, best_of)
         extra = {"stage": f"eval/{name}", "iteration": i, "best_of": best_of, "split": self.cfg.data.eval_split}
-        self._play(agent, make_jobs(games, 1, self.cfg.seed), self.dir / "eval" / name, name, extra)
+        self._play(agent, make_jobs(self._eval_games(), 1, self.cfg.seed), self.dir / "eval" / name, name, extra)
+
+    def heldout(self, i: int) -> None:
+        from agentprm.rollout import make_jobs
+
+        extra = {"stage": f"heldout/pi{i}", "iteration": i, "split": self.cfg.data.train_split}
+        self._play(self._lm(self.policy_dir(i), 0.0), make_jobs(self.heldout_games(), 1, self.cfg.seed),
+                   self.dir / "heldout" / f"pi{i}", f"pi{i} on held-out train games", extra)
+
+    def selected(self) -> int:
+        return int(json.loads((self.dir / "selected.json").read_text())["iteration"])
+
+    def select(self) -> None:
+        """Keep the iteration with the best held-out success (ties: the later one)."""
+        from agentprm.atomic import write_json
+
+        success = {i: json.loads((self.dir / "heldout" / f"pi{i}" / "summary.json").read_text())["eval/success"]
+                   for i in range(self.cfg.iterations + 1)}
+        best = max(success, key=lambda i: (success[i], i))
+        write_json(self.dir / "selected.json", {"iteration": best, "heldout_success": success,
+                                                "heldout_games": self.cfg.data.heldout_games})
 
     def rollouts(self, i: int) -> None:
         from agentprm.envs.alfworld import ALFWorldEnv
@@ -344,7 +449,8 @@ class Run:
         from agentprm.train.prm import PRMConfig, train_prm
 
         p = self.cfg.prm
-        values = {"data": str(self.dir / f"iter{i}" / "targets"), "model": p.model or self.cfg.model,
+        model = self.policy_dir(i - 1) if p.model == "policy" else p.model or self.base_model
+        values = {"data": str(self.dir / f"iter{i}" / "targets"), "model": model,
                   "out": str(self.prm_dir(i)), "loss": p.loss, "epochs": p.epochs, "lr": p.lr,
                   "batch_size": p.batch_size, "history_window": self.cfg.policy_args.history_window,
                   "seed": self.cfg.seed, "device": self.cfg.device, **p.extra}
@@ -366,10 +472,19 @@ class Run:
         train_policy(build_config(PolicyTrainConfig, values), show_progress=self.show)
 
     def stages(self) -> list[tuple[str, Callable[[], Any]]]:
+        held = self.cfg.data.heldout_games > 0
         st: list[tuple[str, Callable[[], Any]]] = []
         if self.cfg.policy is None:
-            st += [("demos", self.demos), ("sft", self.sft)]
+            st.append(("demos", self.demos))
+            if self.scratch_size:
+                st.append(("base", self.base))
+            st.append(("sft", self.sft))
+            for r in range(1, self.cfg.dagger.rounds + 1):
+                st += [(f"dagger{r}/rollouts", lambda r=r: self.dagger_rollouts(r)),
+                       (f"dagger{r}/sft", lambda r=r: self.dagger_sft(r))]
         st.append(("eval/pi0", lambda: self.evaluate(0)))
+        if held:
+            st.append(("heldout/pi0", lambda: self.heldout(0)))
         for i in range(1, self.cfg.iterations + 1):
             st += [
                 (f"iter{i}/rollouts", lambda i=i: self.rollouts(i)),
@@ -378,7 +493,16 @@ class Run:
                 (f"iter{i}/policy", lambda i=i: self.policy_step(i)),
                 (f"eval/pi{i}", lambda i=i: self.evaluate(i)),
             ]
-            st += [(f"eval/pi{i}_bon{n}", lambda i=i, n=n: self.evaluate(i, n)) for n in self.cfg.eval.best_of if n > 1]
+            if held:
+                st.append((f"heldout/pi{i}", lambda i=i: self.heldout(i)))
+            elif self.cfg.iterations:
+                st += [(f"eval/pi{i}_bon{n}", lambda i=i, n=n: self.evaluate(i, n))
+                       for n in self.cfg.eval.best_of if n > 1]
+        if held:
+            st.append(("select", self.select))
+            if self.cfg.iterations:
+                st += [(f"eval/selected_bon{n}", lambda n=n: self.evaluate(self.selected(), n))
+                       for n in self.cfg.eval.best_of if n > 1]
         st.append(("report", self.report))
         return st
 

@@ -102,6 +102,24 @@ def test_sample_is_seeded_and_shaped(model_tok: tuple) -> None:
     assert len({o.raw_output for o in a[0]}) > 1
 
 
+def test_samples_from_a_shared_prompt_cache_equal_separate_prompts(model_tok: tuple) -> None:
+    # n > 1 reads each prompt once (KV cache repeated n times); greedy answers and their logprobs must
+    # be exactly those of the prompt read alone, and sampled answers must be the model's own logprobs
+    one = policy(model_tok, temperature=0.0).sample(contexts(), 1)
+    three = policy(model_tok, temperature=0.0).sample(contexts(), 3)
+    for single, many in zip(one, three, strict=True):
+        for out in many:
+            assert out.raw_output == single[0].raw_output
+            assert out.logprob == pytest.approx(single[0].logprob, abs=1e-4)
+    pol = policy(model_tok, temperature=1.0, seed=5)
+    prompts = [prompt_text(pol.tokenizer, pol.messages(c)) for c in contexts()]
+    gens = pol.generate(prompts, num_samples=3)
+    with torch.no_grad():
+        prompt_ids = [encode_prompt(pol.tokenizer, pol.messages(c)) for c in contexts() for _ in range(3)]
+        forced = sequence_logprobs(pol.model, prompt_ids, [g.token_ids for g in gens], pol.tokenizer.pad_token_id)
+    assert forced.tolist() == pytest.approx([g.logprob for g in gens], abs=1e-3)
+
+
 def _expected_argmax(model_tok: tuple, ctx: TurnContext) -> tuple[str, float]:
     """Score each action alone (batch of one), independently of the batched score path."""
     model, tok = model_tok

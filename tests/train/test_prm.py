@@ -69,6 +69,22 @@ def test_scores_do_not_depend_on_batching(prm: PRM) -> None:
     assert prm.texts(ctxs[:1], actions[:1])[0].endswith("assistant\nACTION: go to fridge 1")
 
 
+def test_candidates_sharing_a_prompt_score_as_forward_on_prompt_plus_answer(prm: PRM) -> None:
+    # logits() reads a shared prompt once (KV cache) and runs each answer on top; it must give the
+    # score of the plain forward pass on the whole text (what training optimises)
+    ctxs, _ = contexts()
+    with torch.no_grad():
+        torch.nn.init.normal_(prm.head.weight, std=0.5)  # a non-zero head, so scores differ
+    flat_ctx = [c for c in ctxs for _ in range(3)]
+    flat_act = ["look", "take mug 1 from countertop 2", "go to sinkbasin 1"] * 3
+    shared = prm.logits(flat_ctx, flat_act, batch_size=2)
+    with torch.no_grad():
+        plain = prm(*prm.collate(prm.token_ids(prm.texts(flat_ctx, flat_act)))).tolist()
+    assert shared == pytest.approx(plain, abs=1e-4)
+    assert len({round(x, 4) for x in shared}) > 3
+    torch.nn.init.zeros_(prm.head.weight)
+
+
 def test_save_load_round_trip(prm: PRM, tmp_path: Path) -> None:
     ctxs, actions = contexts()
     prm.save(tmp_path / "prm")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from agentprm.agents.base import Agent
+from agentprm.agents.base import Agent, EnvExpertAgent, ExpertAgent
+
+DEMONSTRATORS = ("walkthrough", "handcoded", "planner")
 
 
 def make_agent(
@@ -29,3 +32,17 @@ def make_agent(
     return BestOfNAgent(lm, PRM.load(str(prm)), best_of)
 
 
+
+
+def make_expert(kind: str, games: list[Any]) -> tuple[Agent, str | None]:
+    """(agent, expert to run inside the env) for a demonstrator: "walkthrough" replays the game files'
+    plans; "handcoded" and "planner" act with the expert that runs beside the game (envs.experts)."""
+    from agentprm.errors import ConfigError
+
+    if kind == "walkthrough":
+        from agentprm.envs.alfworld import ALFWorldEnv
+
+        return ExpertAgent({g.game_id: ALFWorldEnv(g).walkthrough for g in games}), None
+    if kind not in DEMONSTRATORS:
+        raise ConfigError(f"unknown expert {kind!r}; choose one of {', '.join(DEMONSTRATORS)}")
+    return EnvExpertAgent(kind), kind

@@ -236,7 +236,7 @@ class LMPolicy:
         """n generated answers per context, all in one batched pass (chunked by batch_size); with
         temperature 0 the n answers are identical."""
         prompts = [prompt_text(self.tokenizer, self.messages(c)) for c in contexts]
-        gens = self.generate([p for p in prompts for _ in range(n)])
+        gens = self.generate(prompts, num_samples=n)
         return [
             [self._to_output(g, ctx) for g in gens[i * n : (i + 1) * n]] for i, ctx in enumerate(contexts)
         ]
@@ -247,19 +247,23 @@ class LMPolicy:
         return AgentOutput(parsed.action, gen.text, parsed.reason, gen.logprob, parsed.matched)
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], min_new_tokens: int = 0) -> list[Generation]:
-        """Continue each chat-templated prompt. Sorted by length and chunked by batch_size (less
-        padding); one seed per call. `min_new_tokens` forces length (benchmarks)."""
+    def generate(self, prompts: list[str], min_new_tokens: int = 0, num_samples: int = 1) -> list[Generation]:
+        """Continue each chat-templated prompt `num_samples` times (answers of prompt i at
+        i*num_samples ...). Sorted by length and chunked by batch_size sequences (less padding); one
+        seed per call. `min_new_tokens` forces length (benchmarks)."""
         self._calls += 1
+        n = num_samples
         ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out: list[Generation | None] = [None] * len(ids)
+        out: list[Generation | None] = [None] * (len(ids) * n)
+        per_chunk = max(1, self.config.batch_size // n)
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(self.config.seed + self._calls)
-            for s in range(0, len(order), self.config.batch_size):
-                idx = order[s : s + self.config.batch_size]
-                for i, g in zip(idx, self._generate_chunk([ids[i] for i in idx], min_new_tokens), strict=True):
-                    out[i] = g
+            for s in range(0, len(order), per_chunk):
+                idx = order[s : s + per_chunk]
+                gens = self._generate_chunk([ids[i] for i in idx], min_new_tokens, n)
+                for k, i in enumerate(idx):
+                    out[i * n : (i + 1) * n] = gens[k * n : (k + 1) * n]
         return out  # type: ignore[return-value]
 
     def _rng_devices(self) -> list[int]:
@@ -284,7 +288,10 @@ class LMPolicy:
             kw["cache_implementation"] = "static"
         return kw
 
-    def _generate_chunk(self, ids: list[list[int]], min_new_tokens: int) -> list[Generation]:
+    def _generate_chunk(self, ids: list[list[int]], min_new_tokens: int, n: int = 1) -> list[Generation]:
+        """n answers per prompt (grouped by prompt). With n > 1 the prompts are read once: their KV
+        cache (all but the last token) is computed once, then repeated n times for sampling, instead
+        of n copies of each prompt going through the model (prompts are ~50x longer than answers)."""
         batch = self.tokenizer.pad(
             {"input_ids": ids},
             padding=True,
@@ -292,13 +299,30 @@ class LMPolicy:
             pad_to_multiple_of=STATIC_PAD_MULTIPLE if self.static_cache else None,
             return_tensors="pt",
         ).to(self.device)
-        res = self.model.generate(**batch, **self.generation_kwargs(min_new_tokens))
+        kwargs = self.generation_kwargs(min_new_tokens)
+        if n > 1 and not self.static_cache and batch["input_ids"].shape[1] > 1:
+            kwargs["past_key_values"] = self._prompt_cache(batch, n)
+            batch = {k: v.repeat_interleave(n, dim=0) for k, v in batch.items()}
+        elif n > 1:
+            batch = {k: v.repeat_interleave(n, dim=0) for k, v in batch.items()}
+        res = self.model.generate(**batch, **kwargs)
         new = res.sequences[:, batch["input_ids"].shape[1] :]  # (B, N)
         tok_lp = torch.stack(
             [step.float().log_softmax(-1).gather(-1, new[:, t, None]).squeeze(-1) for t, step in enumerate(res.logits)],
             dim=1,
         )  # (B, N)
         return [self._finish(row, lp) for row, lp in zip(new.tolist(), tok_lp.tolist(), strict=True)]
+
+    def _prompt_cache(self, batch: dict[str, torch.Tensor], n: int) -> Any:
+        """KV cache of every prompt but its last token, each row repeated n times; `generate` then
+        feeds the last prompt token itself and continues (positions from the attention mask, as it
+        computes them)."""
+        ids, mask = batch["input_ids"][:, :-1], batch["attention_mask"][:, :-1]
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                         use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(n)
+        return cache
 
     def _finish(self, row: list[int], lps: list[float]) -> Generation:
         stop = next((t for t, tok in enumerate(row) if tok in self.stop_ids), None)

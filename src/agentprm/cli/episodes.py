@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from agentprm.agents.base import EnvExpertAgent, ExpertAgent
-from agentprm.agents.factory import make_agent
+from agentprm.agents.factory import make_agent, make_expert
 from agentprm.envs.alfworld import DEFAULT_MAX_STEPS, ALFWorldEnv
 from agentprm.envs.experts import EXPERTS
 from agentprm.envs.games import GameSpec, find_games, sample_games
@@ -42,15 +41,6 @@ LabelsOpt = Annotated[str | None, typer.Option(
     "(DAgger labels): handcoded or planner")]
 
 
-def expert_agent(kind: str, games: list[GameSpec]) -> tuple[Any, str | None]:
-    """(agent, expert to run in the env) for a demonstrator name."""
-    if kind == "walkthrough":
-        return ExpertAgent({g.game_id: ALFWorldEnv(g).walkthrough for g in games}), None
-    if kind not in EXPERTS:
-        raise ConfigError(f"unknown expert {kind!r}; choose walkthrough, {', '.join(EXPERTS)}")
-    return EnvExpertAgent(kind), kind
-
-
 def expert(
     split: SplitOpt = "valid_seen",
     games: GamesOpt = None,
@@ -63,7 +53,7 @@ def expert(
 ) -> None:
     """Play an expert; its won episodes are the demonstrations for SFT (and InversePRM)."""
     specs = select_games(split, games, task_type, seed)
-    agent, in_env = expert_agent(kind, specs)
+    agent, in_env = make_expert(kind, specs)
     extra = {"command": "expert", "expert": kind, "split": split, "games": len(specs), "seed": seed,
              "max_steps": max_steps}
     play_and_report(agent, make_jobs(specs), out, f"{agent.policy_id} on {split}", workers, max_steps, extra,

@@ -39,6 +39,23 @@ def sft(
     console.print(f"π0 saved to {out / 'model'}")
 
 
+def build_model(
+    corpus: Annotated[list[Path], typer.Option("--corpus", help="trajectories whose text trains the tokenizer")],
+    size: Annotated[str, typer.Option("--size", help="tiny, small (~4.7 M parameters) or medium (~15 M)")] = "small",
+    out: OutOpt = Path("runs/base"),
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Build an ALFWorld-native model from scratch: a BPE tokenizer on the corpus + a random Llama."""
+    import json
+
+    from agentprm.scratch import build_scratch_model
+
+    path = build_scratch_model([str(c) for c in corpus], size, out, seed)
+    info = json.loads((path / "scratch.json").read_text())
+    console.print(f"built {size} model ({info['parameters']:,} parameters, vocabulary "
+                  f"{info['vocab_size']} max) in {path}; train it with `agentprm sft --model {path}`")
+
+
 def targets(
     rollouts: Annotated[list[Path], typer.Option("--rollouts", help="trajectory files/folders (repeatable)")],
     out: OutOpt = Path("runs/targets"),

@@ -82,12 +82,7 @@ class PRM(nn.Module):
 
     def texts(self, contexts: Sequence[TurnContext], actions: Sequence[str]) -> list[str]:
         """prompt (chat template, generation prompt on) + answer: the policy's own text for a turn."""
-        out = []
-        for ctx, action in zip(contexts, actions, strict=True):
-            messages = build_messages(ctx, self.history_window, style=self.prompt_style)
-            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            out.append(prompt + format_answer(action))
-        return out
+        return [p + format_answer(a) for p, a in zip(self.prompts(contexts), actions, strict=True)]
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Untruncated ids (the template already holds any special tokens); `collate` truncates."""
@@ -121,24 +116,83 @@ class PRM(nn.Module):
         last = hidden[rows, last_token_index(attention_mask)]  # (B, H)
         return self.head(last.to(self.head.weight.dtype)).squeeze(-1).float()  # (B,)
 
+    def prompts(self, contexts: Sequence[TurnContext]) -> list[str]:
+        """The policy's prompt for each context (chat template, generation prompt on)."""
+        return [self.tokenizer.apply_chat_template(build_messages(c, self.history_window, style=self.prompt_style),
+                                                   tokenize=False, add_generation_prompt=True) for c in contexts]
+
     @torch.no_grad()
     def logits(self, contexts: Sequence[TurnContext], actions: Sequence[str], batch_size: int = 16) -> list[float]:
-        """Raw scores z for many pairs, batched by length (little padding), in input order."""
-        ids = self.token_ids(self.texts(contexts, actions))
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        scores = [0.0] * len(ids)
+        """Raw scores z for many pairs, in input order. Pairs that share a prompt (Best-of-N's
+        candidates, DPO's samples) read it once: its KV cache is computed once and each candidate's
+        answer is run on top of it (`_shared_prompt_logits`); the score is the same as `forward` on
+        prompt + answer. Pairs that would be cut to `max_length` go through `forward` in length-sorted
+        batches."""
+        prompts = self.prompts(contexts)
+        answers = [format_answer(a) for a in actions]
+        p_ids = self.token_ids(prompts)
+        a_ids = self.token_ids(answers)
+        scores = [0.0] * len(prompts)
+        shared = self.backbone.base_model is not self.backbone
+        long = [i for i in range(len(prompts)) if not shared or len(p_ids[i]) + len(a_ids[i]) > self.max_length]
+        short = sorted(set(range(len(prompts))) - set(long), key=lambda i: -len(p_ids[i]))
         was_training = self.training
         self.eval()
         try:
+            groups: dict[str, list[int]] = {}
+            for i in short:
+                groups.setdefault(prompts[i], []).append(i)
+            keys = list(groups)
+            for start in range(0, len(keys), batch_size):
+                members = [groups[k] for k in keys[start : start + batch_size]]
+                with _autocast(self.device):
+                    z = self._shared_prompt_logits([p_ids[m[0]] for m in members],
+                                                   [[a_ids[i] for i in m] for m in members])
+                for i, v in zip([i for m in members for i in m], z.tolist(), strict=True):
+                    scores[i] = v
+            ids = [p_ids[i] + a_ids[i] for i in long]
+            order = sorted(range(len(ids)), key=lambda j: -len(ids[j]))
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 with _autocast(self.device):
-                    z = self(*self.collate([ids[i] for i in chunk]))
-                for i, v in zip(chunk, z.tolist(), strict=True):
-                    scores[i] = v
+                    z = self(*self.collate([ids[j] for j in chunk]))
+                for j, v in zip(chunk, z.tolist(), strict=True):
+                    scores[long[j]] = v
         finally:
             self.train(was_training)
         return scores
+
+    def _shared_prompt_logits(self, prompts: list[list[int]], answers: list[list[list[int]]]) -> torch.Tensor:
+        """Scores of answers[g][j] after prompts[g], flattened in (g, j) order. Prompts are left-padded
+        and run once with a KV cache; the cache rows are picked per candidate, and the right-padded
+        answers run on top with positions continuing each prompt's own."""
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(map(len, prompts))
+        p_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        p_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for g, x in enumerate(prompts):
+            p_ids[g, width - len(x) :] = torch.tensor(x)
+            p_mask[g, width - len(x) :] = 1
+        p_ids, p_mask = p_ids.to(self.device), p_mask.to(self.device)
+        base = self.backbone.base_model
+        cache = base(input_ids=p_ids, attention_mask=p_mask, position_ids=(p_mask.cumsum(-1) - 1).clamp(min=0),
+                     use_cache=True).past_key_values
+        flat = [a for group in answers for a in group]
+        owner = torch.tensor([g for g, group in enumerate(answers) for _ in group], device=self.device)
+        cache.batch_select_indices(owner)
+        k = max(map(len, flat))
+        a_ids = torch.full((len(flat), k), pad, dtype=torch.long)
+        a_mask = torch.zeros((len(flat), k), dtype=torch.long)
+        for j, x in enumerate(flat):
+            a_ids[j, : len(x)] = torch.tensor(x)
+            a_mask[j, : len(x)] = 1
+        a_ids, a_mask = a_ids.to(self.device), a_mask.to(self.device)
+        start = p_mask.sum(-1)[owner]  # (C,) real prompt length = first answer position
+        hidden = base(input_ids=a_ids, attention_mask=torch.cat([p_mask[owner], a_mask], dim=1),
+                      position_ids=start[:, None] + torch.arange(k, device=self.device)[None, :],
+                      past_key_values=cache, use_cache=True).last_hidden_state  # (C, k, H)
+        last = hidden[torch.arange(len(flat), device=self.device), a_mask.sum(-1) - 1]  # (C, H)
+        return self.head(last.to(self.head.weight.dtype)).squeeze(-1).float()
 
     def score(self, contexts: Sequence[TurnContext], actions: Sequence[str], batch_size: int = 16) -> list[float]:
         """σ(z): the PRM's probability of eventual success for each (context, action); no grad."""

@@ -8,7 +8,8 @@ on. Loss is on answer tokens only. Which turns and which label (`SFTConfig.label
   demonstrations);
 - "expert": every turn, won or lost, that carries an expert label (`Step.expert_action`, recorded
   when a rollout ran with `expert_labels`), labelled with the expert's action: DAgger's aggregate of
-  the learner's own states relabelled by a teacher.
+  the learner's own states relabelled by a teacher;
+- "auto": per episode, "expert" when it carries labels, else "taken" (demos + DAgger rounds).
 
 Packing: with the "episode" prompt style and the whole history in the prompt, turn t's prompt is a
 prefix of turn t+1's, so one sequence (the last turn's prompt + its answer) holds every turn, and the
@@ -109,7 +110,8 @@ class SFTConfig:
     lora_alpha: int = 32
     """LoRA scale numerator (scale = alpha / r)."""
     labels: str = "taken"
-    """"taken" (actions of won episodes) or "expert" (expert labels at every labelled state; DAgger)."""
+    """"taken" (actions of won episodes), "expert" (expert labels at every labelled state; DAgger) or
+    "auto" (per episode: expert labels when it has any, else taken; DAgger aggregates with demos)."""
     pack: bool = True
     """Train on whole episodes as one sequence when the prompt style allows it (see module docstring)."""
     device: str | None = None
@@ -130,14 +132,14 @@ class SFTConfig:
             raise ConfigError(f"labels must be one of {', '.join(LABELS)}, got {self.labels!r}")
 
 
-LABELS = ("taken", "expert")
+LABELS = ("taken", "expert", "auto")
 
 
 def _turn_labels(ep: Episode, labels: str) -> list[str | None]:
     """The label of each turn (None: not a training turn), see the module docstring."""
     if ep.failed:
         return [None] * len(ep.steps)
-    if labels == "expert":
+    if labels == "expert" or (labels == "auto" and any(s.expert_action for s in ep.steps)):
         return [s.expert_action for s in ep.steps]
     return [s.action for s in ep.steps] if ep.won else [None] * len(ep.steps)
 
