@@ -21,8 +21,10 @@ a val game (rare) yields one row in each split. `history_window` only shortens t
 the rows; keys always hash the full history.
 
 Outputs under `out/`: train.parquet, val.parquet (one row per state–action), pairs_train.parquet,
-pairs_val.parquet (Bradley–Terry pairs: two actions at the same state whose Q̂ differ by ≥ δ) and
-summary.json. Every file is written aside and renamed into place, so a crash leaves no half file.
+pairs_val.parquet (Bradley–Terry pairs: two actions at the same state whose Q̂ differ by ≥ δ),
+episodes_train.parquet, episodes_val.parquet (each episode's row keys, turn by turn: what lets a PRM
+read a whole episode in one pass, `train.prm`) and summary.json. Every file is written aside and
+renamed into place, so a crash leaves no half file.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ ROW_SCHEMA = pa.schema(
     [("key", pa.string()), ("state_key", pa.string()), *_STATE_COLUMNS,
      ("action", pa.string()), ("q", pa.float64()), ("visits", pa.int64()), ("t", pa.int64())]
 )
+
+EPISODE_SCHEMA = pa.schema(
+    [("episode_id", pa.string()), ("game_id", pa.string()), ("split", pa.string()), ("keys", pa.list_(pa.string()))]
+)
+"""One line per usable episode: the `key` of its row at every turn, in order."""
 
 PAIR_SCHEMA = pa.schema(
     [("state_key", pa.string()), *_STATE_COLUMNS,
@@ -153,19 +160,26 @@ def _episode_visits(ep: Episode, gamma: float) -> Iterable[tuple[TurnContext, st
         yield ctx, step.action, t, discounted_return(T, t, R, gamma)
 
 
-def aggregate(episodes: Iterable[Episode], cfg: TargetsConfig) -> dict[tuple[str, str], _Visits]:
-    """Visits per (split, pair key) over all usable episodes (failed and empty ones skipped)."""
+def aggregate(
+    episodes: Iterable[Episode], cfg: TargetsConfig, chains: list[dict[str, Any]] | None = None
+) -> dict[tuple[str, str], _Visits]:
+    """Visits per (split, pair key) over all usable episodes (failed and empty ones skipped); each
+    episode's keys in turn order are appended to `chains` when given."""
     table: dict[tuple[str, str], _Visits] = {}
     for ep in episodes:
         if ep.failed is not None or not ep.steps:
             continue
         split = split_of(ep.game_id, cfg.val_fraction, cfg.seed)
+        keys = []
         for ctx, action, t, ret in _episode_visits(ep, cfg.gamma):
             k = (split, pair_key(ctx, action))
             if k not in table:
                 table[k] = _Visits(ctx=ctx, action=action, task_type=ep.task_type, t=t)
             table[k].returns.append(ret)
             table[k].games.add(ep.game_id)
+            keys.append(k[1])
+        if chains is not None:
+            chains.append({"episode_id": ep.episode_id, "game_id": ep.game_id, "split": split, "keys": keys})
     return table
 
 
@@ -288,7 +302,8 @@ def build_targets(cfg: TargetsConfig) -> dict[str, Any]:
     cfg.validate()
     files = list(dict.fromkeys(p.resolve() for p in trajectory_files(cfg.rollouts)))  # each file once
     episodes = load_episodes(files, skip_corrupt=cfg.skip_corrupt)
-    table = aggregate(episodes, cfg)
+    chains: list[dict[str, Any]] = []
+    table = aggregate(episodes, cfg, chains)
     rows: dict[str, list] = {s: [] for s in SPLITS}
     for (split, key), v in table.items():
         rows[split].append(_row(split, key, v, cfg.history_window))
@@ -301,6 +316,7 @@ def build_targets(cfg: TargetsConfig) -> dict[str, Any]:
     for split in SPLITS:
         write_parquet(rows[split], ROW_SCHEMA, out / f"{split}.parquet")
         write_parquet(pairs[split], PAIR_SCHEMA, out / f"pairs_{split}.parquet")
+        write_parquet([c for c in chains if c["split"] == split], EPISODE_SCHEMA, out / f"episodes_{split}.parquet")
     summary = _summary(cfg, episodes, rows, pairs)
     summary["targets/files"] = [str(f) for f in files]
     write_json(out / "summary.json", summary)

@@ -3,8 +3,15 @@
 Two ways to act, picked by `PolicyConfig.mode`:
 - "generate": the model writes `REASON: ... ACTION: ...` for all contexts in one batched, left-padded
   `generate` call; `parse_answer` maps the text to an admissible command.
+- "constrained": the same generation, with every token restricted to continuations of the admissible
+  commands' answers `format_answer(a)` + end-of-turn (a token trie per context, HF's
+  `prefix_allowed_tokens_fn`): greedy or sampled decoding that can only say valid commands, at the
+  cost of generating. Log-probabilities stay those of the unconstrained model.
 - "score": the model never writes; each admissible action's answer text `format_answer(action)` is
-  scored by its log-likelihood and the argmax is taken (a constrained policy: every action is valid).
+  scored by its log-likelihood, and the argmax is taken (temperature 0) or an action is drawn from the
+  softmax of those log-likelihoods over the admissible actions: a constrained policy, every action
+  valid. With each prompt read once (a shared KV cache), scoring ~30 candidates of ~7 tokens costs
+  about as much as generating one answer.
 
 What counts as "the answer" is defined once, in `encode_pair`: the answer text's tokens followed by
 the end-of-turn token, tokenized separately from the prompt (exactly what the model emits after the
@@ -39,10 +46,14 @@ STATIC_PAD_MULTIPLE = 64
 sees few distinct cache lengths (each new shape costs a recompile)."""
 
 
+MODES = ("generate", "constrained", "score")
+
+
 @dataclass
 class PolicyConfig:
     mode: str = "generate"
-    """"generate" (write an answer, parse it) or "score" (rank admissible actions by likelihood)."""
+    """"generate" (write an answer, parse it), "constrained" (write one of the admissible commands) or
+    "score" (rank admissible actions by likelihood)."""
     temperature: float = 1.0
     """Sampling temperature; 0 is greedy. 1.0 samples the model itself (what on-policy RL wants)."""
     top_p: float = 1.0
@@ -66,8 +77,8 @@ class PolicyConfig:
     compilation costs more than it saves."""
 
     def __post_init__(self) -> None:
-        if self.mode not in ("generate", "score"):
-            raise ConfigError(f"policy mode must be 'generate' or 'score', got {self.mode!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"policy mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ConfigError(f"need temperature >= 0 and 0 < top_p <= 1 (got {self.temperature}, {self.top_p})")
         if self.max_new_tokens < 1 or self.batch_size < 1:
@@ -145,6 +156,55 @@ def _chunk_logprobs(model: Any, prompts: list[list[int]], answers: list[list[int
     return (tok * is_answer).sum(-1)
 
 
+def _right_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def run_after_prompts(
+    model: Any, prompts: list[list[int]], answers: list[list[list[int]]], pad_id: int
+) -> tuple[Any, Any, torch.Tensor, torch.Tensor]:
+    """Run answers[g][j] after prompts[g], reading each prompt once: the prompts (left-padded) go
+    through `model` with a KV cache, the cache rows are repeated per answer, and the right-padded
+    answers run on top, positions continuing each prompt's own. Returns (prompt output, answer
+    output, owner (C,), answer mask (C, k)) with answers flattened in (g, j) order. `model` is a
+    causal LM (outputs carry logits) or its base model (hidden states): the policy's score mode and
+    the PRM's candidate scoring both use it. Prompts are ~50× longer than answers on ALFWorld, so
+    this is ~N× cheaper than N copies of prompt + answer."""
+    device = next(model.parameters()).device
+    p_ids, p_mask = _left_pad(prompts, pad_id, device)
+    kwargs = {"logits_to_keep": 1} if hasattr(model, "lm_head") else {}
+    first = model(input_ids=p_ids, attention_mask=p_mask, position_ids=(p_mask.cumsum(-1) - 1).clamp(min=0),
+                  use_cache=True, **kwargs)
+    owner = torch.tensor([g for g, group in enumerate(answers) for _ in group], device=device)
+    cache = first.past_key_values
+    cache.batch_select_indices(owner)
+    a_ids, a_mask = _right_pad([a for group in answers for a in group], pad_id, device)
+    start = p_mask.sum(-1)[owner]  # (C,) each prompt's length = its first answer position
+    second = model(input_ids=a_ids, attention_mask=torch.cat([p_mask[owner], a_mask], dim=1),
+                   position_ids=start[:, None] + torch.arange(a_ids.shape[1], device=device)[None, :],
+                   past_key_values=cache, use_cache=True)
+    return first, second, owner, a_mask
+
+
+def answers_logprobs(model: Any, prompts: list[list[int]], answers: list[list[list[int]]], pad_id: int) -> torch.Tensor:
+    """Sum of log p(answer tokens | prompt) for answers[g][j] after prompts[g], flattened; each
+    prompt read once (`run_after_prompts`). Same values as `sequence_logprobs` on the pairs."""
+    first, second, owner, a_mask = run_after_prompts(model, prompts, answers, pad_id)
+    a_ids = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(a) for group in answers for a in group], batch_first=True, padding_value=pad_id
+    ).to(a_mask.device)
+    # the first answer token is predicted by the prompt's last position, the others by the answer's
+    logits = torch.cat([first.logits[owner, -1:], second.logits[:, :-1]], dim=1).float()  # (C, k, V)
+    tok = logits.log_softmax(-1).gather(-1, a_ids[:, :, None]).squeeze(-1)  # (C, k)
+    return (tok * a_mask).sum(-1)
+
+
 def sequence_logprobs(
     model: Any,
     prompt_ids: Sequence[list[int]],
@@ -189,6 +249,16 @@ def answer_logprobs(
     )
 
 
+def _trie(seqs: list[list[int]]) -> dict:
+    """Token trie of allowed continuations: {token: subtrie}; a finished sequence is an empty dict."""
+    root: dict = {}
+    for seq in seqs:
+        node = root
+        for tok in seq:
+            node = node.setdefault(tok, {})
+    return root
+
+
 class LMPolicy:
     """A causal LM as an `Agent`. See the module docstring for the two modes."""
 
@@ -228,15 +298,19 @@ class LMPolicy:
         return build_messages(ctx, self.config.history_window, self.config.explore, self.prompt_style)
 
     def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
-        if self.config.mode == "score":
-            return self.score(contexts)
         return [outs[0] for outs in self.sample(contexts, 1)]
 
     def sample(self, contexts: list[TurnContext], n: int) -> list[list[AgentOutput]]:
-        """n generated answers per context, all in one batched pass (chunked by batch_size); with
-        temperature 0 the n answers are identical."""
+        """n answers per context, all in one batched pass (chunked by batch_size): generated, or in
+        score mode drawn among the admissible actions; with temperature 0 the n answers are identical."""
+        if self.config.mode == "score":
+            return self.score(contexts, n)
         prompts = [prompt_text(self.tokenizer, self.messages(c)) for c in contexts]
-        gens = self.generate(prompts, num_samples=n)
+        allowed = None
+        if self.config.mode == "constrained":
+            allowed = [[encode_answer(self.tokenizer, format_answer(a)) for a in c.admissible_actions or ["look"]]
+                       for c in contexts]
+        gens = self.generate(prompts, num_samples=n, allowed=allowed)
         return [
             [self._to_output(g, ctx) for g in gens[i * n : (i + 1) * n]] for i, ctx in enumerate(contexts)
         ]
@@ -247,10 +321,14 @@ class LMPolicy:
         return AgentOutput(parsed.action, gen.text, parsed.reason, gen.logprob, parsed.matched)
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], min_new_tokens: int = 0, num_samples: int = 1) -> list[Generation]:
+    def generate(
+        self, prompts: list[str], min_new_tokens: int = 0, num_samples: int = 1,
+        allowed: list[list[list[int]]] | None = None,
+    ) -> list[Generation]:
         """Continue each chat-templated prompt `num_samples` times (answers of prompt i at
         i*num_samples ...). Sorted by length and chunked by batch_size sequences (less padding); one
-        seed per call. `min_new_tokens` forces length (benchmarks)."""
+        seed per call. `min_new_tokens` forces length (benchmarks). `allowed[i]`: the only token
+        sequences prompt i may be continued with (constrained decoding)."""
         self._calls += 1
         n = num_samples
         ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -261,7 +339,8 @@ class LMPolicy:
             torch.manual_seed(self.config.seed + self._calls)
             for s in range(0, len(order), per_chunk):
                 idx = order[s : s + per_chunk]
-                gens = self._generate_chunk([ids[i] for i in idx], min_new_tokens, n)
+                tries = [_trie(allowed[i]) for i in idx] if allowed is not None else None
+                gens = self._generate_chunk([ids[i] for i in idx], min_new_tokens, n, tries)
                 for k, i in enumerate(idx):
                     out[i * n : (i + 1) * n] = gens[k * n : (k + 1) * n]
         return out  # type: ignore[return-value]
@@ -288,7 +367,9 @@ class LMPolicy:
             kw["cache_implementation"] = "static"
         return kw
 
-    def _generate_chunk(self, ids: list[list[int]], min_new_tokens: int, n: int = 1) -> list[Generation]:
+    def _generate_chunk(
+        self, ids: list[list[int]], min_new_tokens: int, n: int = 1, tries: list[dict] | None = None
+    ) -> list[Generation]:
         """n answers per prompt (grouped by prompt). With n > 1 the prompts are read once: their KV
         cache (all but the last token) is computed once, then repeated n times for sampling, instead
         of n copies of each prompt going through the model (prompts are ~50x longer than answers)."""
@@ -305,6 +386,8 @@ class LMPolicy:
             batch = {k: v.repeat_interleave(n, dim=0) for k, v in batch.items()}
         elif n > 1:
             batch = {k: v.repeat_interleave(n, dim=0) for k, v in batch.items()}
+        if tries is not None:
+            kwargs["prefix_allowed_tokens_fn"] = self._trie_walker(tries, n, batch["input_ids"].shape[1])
         res = self.model.generate(**batch, **kwargs)
         new = res.sequences[:, batch["input_ids"].shape[1] :]  # (B, N)
         tok_lp = torch.stack(
@@ -312,6 +395,20 @@ class LMPolicy:
             dim=1,
         )  # (B, N)
         return [self._finish(row, lp) for row, lp in zip(new.tolist(), tok_lp.tolist(), strict=True)]
+
+    def _trie_walker(self, tries: list[dict], n: int, width: int) -> Any:
+        """prefix_allowed_tokens_fn: row b continues prompt b // n; its tokens after `width` walk the trie."""
+        stop = end_of_turn_id(self.tokenizer)
+
+        def allowed(b: int, input_ids: torch.Tensor) -> list[int]:
+            node = tries[b // n]
+            for tok in input_ids[width:].tolist():
+                node = node.get(tok)
+                if node is None:
+                    return [stop]
+            return list(node) or [stop]
+
+        return allowed
 
     def _prompt_cache(self, batch: dict[str, torch.Tensor], n: int) -> Any:
         """KV cache of every prompt but its last token, each row repeated n times; `generate` then
@@ -331,25 +428,33 @@ class LMPolicy:
         return Generation(text, keep, float(sum(lps[: len(keep)])), stop is not None)
 
     @torch.no_grad()
-    def score(self, contexts: list[TurnContext]) -> list[AgentOutput]:
-        """Argmax over admissible actions of log p(format_answer(action) + end-of-turn | prompt); all
-        candidates of all contexts go through `sequence_logprobs` together."""
-        prompts, answers, spans = [], [], []
-        for ctx in contexts:
-            p = encode_prompt(self.tokenizer, self.messages(ctx))
-            spans.append((len(answers), len(answers) + len(ctx.admissible_actions)))
-            for a in ctx.admissible_actions:
-                prompts.append(p)
-                answers.append(encode_answer(self.tokenizer, format_answer(a)))
-        lps = sequence_logprobs(
-            self.model, prompts, answers, self.tokenizer.pad_token_id, self.config.batch_size
-        ).tolist()
-        return [self._best(ctx, lps[a:b]) for ctx, (a, b) in zip(contexts, spans, strict=True)]
+    def score(self, contexts: list[TurnContext], n: int = 1) -> list[list[AgentOutput]]:
+        """Score mode: every admissible action's answer `format_answer(a)` + end-of-turn is scored by
+        log p(answer | prompt) (each prompt read once, `answers_logprobs`); at temperature 0 the argmax
+        is taken, else n actions are drawn from softmax(log p / temperature) over the admissible ones:
+        a policy that can only say valid commands."""
+        lps: list[list[float]] = []
+        chunk = max(1, self.config.batch_size // 8)
+        for s in range(0, len(contexts), chunk):
+            part = contexts[s : s + chunk]
+            prompts = [encode_prompt(self.tokenizer, self.messages(c)) for c in part]
+            answers = [[encode_answer(self.tokenizer, format_answer(a)) for a in c.admissible_actions] or
+                       [encode_answer(self.tokenizer, format_answer("look"))] for c in part]
+            flat = answers_logprobs(self.model, prompts, answers, self.tokenizer.pad_token_id).tolist()
+            for group in answers:
+                lps.append(flat[: len(group)])
+                flat = flat[len(group) :]
+        return [self._pick(ctx, lp, n) for ctx, lp in zip(contexts, lps, strict=True)]
 
-    @staticmethod
-    def _best(ctx: TurnContext, lps: list[float]) -> AgentOutput:
-        if not lps:  # nothing admissible: look around (always valid in ALFWorld)
-            return AgentOutput("look", format_answer("look"), None, None, False)
-        k = max(range(len(lps)), key=lps.__getitem__)
-        action = ctx.admissible_actions[k]
-        return AgentOutput(action, format_answer(action), None, lps[k], True)
+    def _pick(self, ctx: TurnContext, lps: list[float], n: int) -> list[AgentOutput]:
+        actions = ctx.admissible_actions or ["look"]
+        if self.config.temperature == 0:
+            picks = [max(range(len(lps)), key=lps.__getitem__)] * n
+        else:
+            self._calls += 1
+            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self._calls)
+            probs = torch.tensor(lps).div(self.config.temperature).softmax(-1)
+            picks = torch.multinomial(probs, n, replacement=True, generator=g).tolist()
+        return [AgentOutput(actions[k], format_answer(actions[k]), None, lps[k], bool(ctx.admissible_actions))
+                for k in picks]
+

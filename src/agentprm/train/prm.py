@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agentprm.agents.policy import run_after_prompts
 from agentprm.atomic import replace_dir, temp_dir_for, write_json
 from agentprm.errors import ConfigError, ModelLoadError
 from agentprm.models import load_causal_lm, load_tokenizer, pick_device
@@ -116,6 +117,13 @@ class PRM(nn.Module):
         last = hidden[rows, last_token_index(attention_mask)]  # (B, H)
         return self.head(last.to(self.head.weight.dtype)).squeeze(-1).float()  # (B,)
 
+    def scores_at(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
+                  cols: torch.Tensor) -> torch.Tensor:
+        """Raw scores read at chosen positions of (B, T) right-padded sequences: (rows[j], cols[j]) is the
+        last token of an answer. One packed episode gives the score of every one of its turns."""
+        hidden = self._hidden(input_ids, attention_mask)  # (B, T, H)
+        return self.head(hidden[rows, cols].to(self.head.weight.dtype)).squeeze(-1).float()
+
     def prompts(self, contexts: Sequence[TurnContext]) -> list[str]:
         """The policy's prompt for each context (chat template, generation prompt on)."""
         return [self.tokenizer.apply_chat_template(build_messages(c, self.history_window, style=self.prompt_style),
@@ -163,35 +171,11 @@ class PRM(nn.Module):
         return scores
 
     def _shared_prompt_logits(self, prompts: list[list[int]], answers: list[list[list[int]]]) -> torch.Tensor:
-        """Scores of answers[g][j] after prompts[g], flattened in (g, j) order. Prompts are left-padded
-        and run once with a KV cache; the cache rows are picked per candidate, and the right-padded
-        answers run on top with positions continuing each prompt's own."""
+        """Scores of answers[g][j] after prompts[g], flattened in (g, j) order, each prompt read once."""
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        width = max(map(len, prompts))
-        p_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        p_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for g, x in enumerate(prompts):
-            p_ids[g, width - len(x) :] = torch.tensor(x)
-            p_mask[g, width - len(x) :] = 1
-        p_ids, p_mask = p_ids.to(self.device), p_mask.to(self.device)
-        base = self.backbone.base_model
-        cache = base(input_ids=p_ids, attention_mask=p_mask, position_ids=(p_mask.cumsum(-1) - 1).clamp(min=0),
-                     use_cache=True).past_key_values
-        flat = [a for group in answers for a in group]
-        owner = torch.tensor([g for g, group in enumerate(answers) for _ in group], device=self.device)
-        cache.batch_select_indices(owner)
-        k = max(map(len, flat))
-        a_ids = torch.full((len(flat), k), pad, dtype=torch.long)
-        a_mask = torch.zeros((len(flat), k), dtype=torch.long)
-        for j, x in enumerate(flat):
-            a_ids[j, : len(x)] = torch.tensor(x)
-            a_mask[j, : len(x)] = 1
-        a_ids, a_mask = a_ids.to(self.device), a_mask.to(self.device)
-        start = p_mask.sum(-1)[owner]  # (C,) real prompt length = first answer position
-        hidden = base(input_ids=a_ids, attention_mask=torch.cat([p_mask[owner], a_mask], dim=1),
-                      position_ids=start[:, None] + torch.arange(k, device=self.device)[None, :],
-                      past_key_values=cache, use_cache=True).last_hidden_state  # (C, k, H)
-        last = hidden[torch.arange(len(flat), device=self.device), a_mask.sum(-1) - 1]  # (C, H)
+        _, out, _, a_mask = run_after_prompts(self.backbone.base_model, prompts, answers, pad)
+        hidden = out.last_hidden_state  # (C, k, H)
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), a_mask.sum(-1) - 1]  # (C, H)
         return self.head(last.to(self.head.weight.dtype)).squeeze(-1).float()
 
     def score(self, contexts: Sequence[TurnContext], actions: Sequence[str], batch_size: int = 16) -> list[float]:
@@ -284,7 +268,8 @@ class PRMConfig:
     warmup_ratio: float = 0.05
     """Share of all optimizer steps spent warming up."""
     batch_size: int = 8
-    """Rows (soft-bce) or pairs (bradley-terry, i.e. 2× sequences) per optimizer step."""
+    """Sequences (soft-bce: a row, or a whole packed episode) or pairs (bradley-terry, i.e. 2×
+    sequences) per optimizer step."""
     eval_batch_size: int = 32
     max_length: int = 1024
     """Tokens kept per sequence (cut from the left; the answer is never cut)."""
@@ -299,6 +284,9 @@ class PRMConfig:
     """Master-weight dtype; on CUDA the forward passes run under bf16 autocast anyway."""
     max_rows: int | None = None
     """Use at most this many training (and validation) examples, a seeded sample; for smoke runs."""
+    pack: bool = True
+    """soft-bce with the "episode" prompt style and the whole history: train on whole episodes, every
+    turn's score read in one pass (`episodes_train.parquet` from targets); else one sequence per row."""
 
     def validate(self) -> None:
         if self.loss not in LOSSES:
@@ -326,11 +314,42 @@ def _load_split(cfg: PRMConfig, split: str) -> tuple[list[dict], list[dict]]:
     return _subsample(rows, cfg.max_rows, cfg.seed), _subsample(pairs, cfg.max_rows, cfg.seed)
 
 
+def _packed_examples(prm: PRM, rows: list[dict], chains: list[dict]) -> tuple[list[tuple], set[str]]:
+    """One (ids, [(position, q), ...]) example per episode whose rows are all present: the text of its
+    last turn, which (with the "episode" prompt style and the whole history) holds every earlier
+    turn's prompt + answer as a prefix, labelled at the last token of each answer; every row is
+    labelled once (the first episode that holds it). Returns the examples and the keys they cover."""
+    by_key = {r["key"]: r for r in rows}
+    examples, used = [], set()
+    for chain in chains:
+        keys = list(chain["keys"])
+        if not keys or any(k not in by_key for k in keys):
+            continue
+        texts = prm.texts([row_to_context(by_key[k]) for k in keys], [by_key[k]["action"] for k in keys])
+        ids = prm.token_ids(texts)
+        full = ids[-1]
+        if any(full[: len(x)] != x for x in ids):  # the tokenizer broke the prefix property: unpacked
+            continue
+        labels = [(len(x) - 1, float(by_key[k]["q"])) for x, k in zip(ids, keys, strict=True) if k not in used]
+        used.update(keys)
+        if labels:
+            examples.append((full, labels))
+    return examples, used
+
+
 def _examples(prm: PRM, cfg: PRMConfig, rows: list[dict], pairs: list[dict]) -> list[tuple]:
-    """Tokenised training examples: (ids, q) for soft-bce, (ids_chosen, ids_rejected) for pairs."""
+    """Tokenised training examples: (ids, [(position, q), ...]) for soft-bce (one labelled position
+    per row, or a whole packed episode, see `_packed_examples`), (ids_chosen, ids_rejected) for pairs."""
     if cfg.loss == "soft-bce":
-        ids = prm.token_ids(prm.texts([row_to_context(r) for r in rows], [r["action"] for r in rows]))
-        examples: list[tuple] = [(x, r["q"]) for x, r in zip(ids, rows, strict=True)]
+        examples: list[tuple] = []
+        used: set[str] = set()
+        chains_file = Path(cfg.data) / "episodes_train.parquet"
+        if cfg.pack and prm.prompt_style == "episode" and prm.history_window is None and chains_file.is_file():
+            examples, used = _packed_examples(prm, rows, read_rows(chains_file))
+        rest = [r for r in rows if r["key"] not in used]
+        if rest:
+            ids = prm.token_ids(prm.texts([row_to_context(r) for r in rest], [r["action"] for r in rest]))
+            examples += [(x, [(len(x) - 1, float(r["q"]))]) for x, r in zip(ids, rest, strict=True)]
     else:
         ctx = [row_to_context(p) for p in pairs]
         chosen = prm.token_ids(prm.texts(ctx, [p["chosen"] for p in pairs]))
@@ -342,23 +361,34 @@ def _examples(prm: PRM, cfg: PRMConfig, rows: list[dict], pairs: list[dict]) -> 
     return examples
 
 
-def _data_stats(examples: list[tuple], max_length: int) -> dict[str, Any]:
+def _data_stats(examples: list[tuple], max_length: int, loss: str) -> dict[str, Any]:
     """How many sequences `collate` will cut from the left (their oldest history is lost)."""
-    lengths = [len(x) for e in examples for x in e if isinstance(x, list)]
+    lengths = [len(e[0]) for e in examples] if loss == "soft-bce" else [len(x) for e in examples for x in e]
     truncated = sum(n > max_length for n in lengths)
     if truncated:
         log.warning("prm: %d of %d sequences exceed max_length=%d and lose their start; raise max_length "
                     "or lower history_window", truncated, len(lengths), max_length)
-    return {"prm/data/train_examples": len(examples), "prm/data/max_tokens": max(lengths),
-            "prm/data/mean_tokens": float(np.mean(lengths)), "prm/data/truncated": truncated}
+    labels = sum(len(e[1]) for e in examples) if loss == "soft-bce" else len(examples)
+    return {"prm/data/train_examples": len(examples), "prm/data/train_labels": labels,
+            "prm/data/max_tokens": max(lengths), "prm/data/mean_tokens": float(np.mean(lengths)),
+            "prm/data/truncated": truncated}
+
+
+def _cut_left(ids: list[int], labels: list[tuple[int, float]], max_length: int) -> tuple[list[int], list]:
+    """Keep the last max_length tokens; positions move with them, labels cut off are dropped."""
+    cut = max(0, len(ids) - max_length)
+    return ids[cut:], [(p - cut, q) for p, q in labels if p >= cut]
 
 
 def _batch_loss(prm: PRM, batch: list[tuple], loss: str) -> tuple[torch.Tensor, int]:
     """(loss, real tokens) of one batch; pairs go through one forward pass of 2B sequences."""
     if loss == "soft-bce":
-        input_ids, mask = prm.collate([x for x, _ in batch])
-        z = prm(input_ids, mask)
-        return soft_bce(z, torch.tensor([q for _, q in batch], device=z.device)), int(mask.sum())
+        cut = [_cut_left(ids, labels, prm.max_length) for ids, labels in batch]
+        input_ids, mask = prm.collate([ids for ids, _ in cut])
+        where = [(b, p, q) for b, (_, labels) in enumerate(cut) for p, q in labels]
+        rows, cols, q = (torch.tensor(x, device=input_ids.device) for x in zip(*where, strict=True))
+        z = prm.scores_at(input_ids, mask, rows, cols)
+        return soft_bce(z, q.float()), int(mask.sum())
     input_ids, mask = prm.collate([c for c, _ in batch] + [r for _, r in batch])
     z = prm(input_ids, mask)
     return bradley_terry(z[: len(batch)], z[len(batch) :]), int(mask.sum())
@@ -453,7 +483,7 @@ def train_prm(cfg: PRMConfig) -> dict[str, Any]:
     train_rows, train_pairs = _load_split(cfg, "train")
     val_rows, val_pairs = _load_split(cfg, "val")
     examples = _examples(prm, cfg, train_rows, train_pairs)
-    data_stats = _data_stats(examples, cfg.max_length)
+    data_stats = _data_stats(examples, cfg.max_length, cfg.loss)
     steps_per_epoch = -(-len(examples) // cfg.batch_size)
     opt, sched = _optimizer(prm, cfg, steps_per_epoch * cfg.epochs, state)
     history: list[dict] = state["history"] if state else []

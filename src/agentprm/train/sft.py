@@ -118,6 +118,8 @@ class SFTConfig:
     """"cpu" or "cuda" (None: CUDA if available)."""
     dtype: str | None = None
     """Weight dtype (None: fp32 master weights; on CUDA the forward runs under bf16 autocast)."""
+    bf16_cpu: bool = False
+    """bf16 autocast on the CPU too (~1.7× faster on CPUs with AVX512-BF16/AMX; fp32 master weights)."""
     progress: bool = True
     """Show the progress bar."""
 
@@ -321,7 +323,7 @@ def _training_args(cfg: SFTConfig, has_val: bool, cuda: bool) -> TrainingArgumen
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
         prediction_loss_only=True,
-        bf16=cuda,
+        bf16=cuda or cfg.bf16_cpu,
         use_cpu=not cuda,
         seed=cfg.seed,
         disable_tqdm=not cfg.progress,
