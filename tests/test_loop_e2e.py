@@ -60,7 +60,8 @@ def test_train_loop_runs_and_resumes_after_kill(alfworld_root, tiny_model, tmp_p
         assert name in state["done"]
     report = (run / "report.md").read_text()
     assert "| π0 |" in report and "| π1 |" in report and "Best-of-2" in report
-    evals = json.loads((run / "report.json").read_text())
+    evals = json.loads((run / "report.json").read_text())["eval"]
     assert evals["pi0"]["eval/episodes"] == 2
+    assert (run / "success_by_agent.png").is_file() and "![success_by_agent.png](success_by_agent.png)" in report
     rollouts = (run / "iter1" / "rollouts" / "trajectories.jsonl").read_text().splitlines()
     assert len(rollouts) == 6 and len({json.loads(x)["episode_id"] for x in rollouts}) == 6

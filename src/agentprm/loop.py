@@ -52,6 +52,8 @@ class DataSection(_Section):
     demo_expert: str = Field("walkthrough", description="demonstrator: walkthrough (game files' planner plans), "
                              "handcoded (alfworld's searching player) or planner")
     demo_games: int | None = Field(None, description="train games played by the demonstrator (None: all)")
+    demo_noise: float = Field(0.0, description="DART: share of random actions the demonstrator takes, its own "
+                              "action kept as the label (train SFT with labels: auto)")
     heldout_games: int = Field(0, description="train games kept out of demos and rollouts, for choosing "
                                "the iteration to keep (0: none; the last iteration is kept)")
     rollout_games: int | None = Field(None, description="train games rolled out per iteration (None: all)")
@@ -62,6 +64,8 @@ class DataSection(_Section):
 
 
 class PolicySection(_Section):
+    mode: str = Field("generate", description="how policies answer: generate, constrained (only admissible "
+                      "commands) or score (likelihood ranking); in eval, rollouts, DAgger and the policy step")
     history_window: int | None = Field(8, description="turns of history in every prompt (policy, PRM, SFT)")
     max_new_tokens: int = Field(48, description="answer budget when generating")
     batch_size: int = Field(32, description="sequences per forward pass when acting")
@@ -335,7 +339,7 @@ class Run:
 
         a = self.cfg.policy_args
         return LMPolicy.from_spec(spec, PolicyConfig(
-            temperature=temperature, max_new_tokens=a.max_new_tokens, history_window=a.history_window,
+            mode=a.mode, temperature=temperature, max_new_tokens=a.max_new_tokens, history_window=a.history_window,
             explore=explore, seed=self.cfg.seed, batch_size=a.batch_size, device=self.cfg.device))
 
     # stages
@@ -345,7 +349,7 @@ class Run:
 
         d = self.cfg.data
         games = self._games(d.train_split, d.demo_games)
-        agent, in_env = make_expert(d.demo_expert, games)
+        agent, in_env = make_expert(d.demo_expert, games, d.demo_noise, self.cfg.seed)
         self._play(agent, make_jobs(games), self.dir / "demos", f"{agent.policy_id} demos",
                    {"stage": "demos", "expert": d.demo_expert}, expert=in_env)
 
@@ -467,6 +471,7 @@ class Run:
                   "steps": p.steps, "batch_states": p.batch_states, "monitor_every": p.monitor_every,
                   "monitor_games": p.monitor_games, "history_window": self.cfg.policy_args.history_window,
                   "max_new_tokens": self.cfg.policy_args.max_new_tokens, "workers": self.cfg.data.workers,
+                  "mode": self.cfg.policy_args.mode,
                   "max_steps_per_episode": self.cfg.data.max_steps, "seed": self.cfg.seed,
                   "device": self.cfg.device, **p.extra}
         train_policy(build_config(PolicyTrainConfig, values), show_progress=self.show)

@@ -1,5 +1,7 @@
 """report.md of a training run: a table like the paper's Table 1 (one row per evaluated agent, success
-per task type and #actions), stage timings, and the plots."""
+per task type, #actions, non-admissible rate), the held-out selection, per-iteration diagnostics (Q̂,
+PRM, policy step), stage timings and the plots, embedded with relative links so the report renders
+where it lies (and in a copy beside its PNGs)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agentprm.atomic import write_json
+from agentprm.atomic import save_figure, write_json
 
 COLUMNS = ("All", "Pick", "Clean", "Heat", "Cool", "Look", "Pick2")
 
@@ -18,8 +20,8 @@ def _order(name: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2) or 1)) if m else (10**6, 0)
 
 
-def collect(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    evals = sorted((run_dir / "eval").glob("*/summary.json"), key=lambda p: _order(p.parent.name))
+def collect(run_dir: Path, folder: str = "eval") -> list[tuple[str, dict[str, Any]]]:
+    evals = sorted((run_dir / folder).glob("*/summary.json"), key=lambda p: _order(p.parent.name))
     return [(p.parent.name, json.loads(p.read_text())) for p in evals]
 
 
@@ -35,26 +37,130 @@ def _label(name: str) -> str:
     return f"π{i}" + (f" + Best-of-{n}" if n > 1 else "")
 
 
+def _table(rows: list[tuple[str, dict[str, Any]]], what: str) -> list[str]:
+    split, n = rows[0][1].get("split", "?"), rows[0][1]["eval/episodes"]
+    lines = [f"Success rate (%) on {what or split} ({n} games), mean actions per episode, share of actions the "
+             "game did not accept.", "",
+             "| agent | " + " | ".join(COLUMNS) + " | won | #actions | non-admissible |",
+             "|---|" + "---:|" * (len(COLUMNS) + 3)]
+    for name, s in rows:
+        cells = " | ".join(_cell(s, c) for c in COLUMNS)
+        lines.append(f"| {_label(name)} | {cells} | {s['eval/won']}/{s['eval/episodes']} | "
+                     f"{s['eval/mean_actions']:.1f} | {100 * s['eval/non_admissible_rate']:.1f} % |")
+    return lines
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _diagnostics(run_dir: Path) -> list[str]:
+    """Per iteration: what the rollouts, Q̂ targets, PRM and policy step saw (the figures to read when
+    success does not move)."""
+    rows = []
+    for it in sorted(run_dir.glob("iter*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0):
+        t, p = _read(it / "targets" / "summary.json"), _read(it / "prm" / "summary.json")
+        d = _read(it / "policy" / "summary.json").get("history", [])
+        steps = [h for h in d if "dpo/pairs" in h]
+        won, used = t.get("targets/episodes_won"), t.get("targets/episodes_used")
+
+        def f(x: Any, fmt: str = ".3f") -> str:
+            return "–" if x is None else format(x, fmt)
+
+        pairs = sum(h["dpo/pairs"] for h in steps) / len(steps) if steps else None
+        margin = [h["dpo/rewards/margin"] for h in steps if "dpo/rewards/margin" in h]
+        rows.append(f"| {it.name} | {won}/{used} | {f(t.get('targets/mean_q'))} | {t.get('targets/train/rows', '–')} | "
+                    f"{f(p.get('prm/auc'))} | {f(p.get('prm/val_bce'))} | {f(p.get('prm/ece'))} | "
+                    f"{f(pairs, '.1f')} | {f(sum(margin) / len(margin) if margin else None)} |")
+    if not rows:
+        return []
+    return ["", "## Per iteration", "",
+            "Rollouts won / used, mean Q̂, PRM training rows; PRM validation AUC (won vs lost, held-out games), "
+            "soft BCE and calibration error; policy step: preference pairs per step and mean DPO margin.", "",
+            "| iteration | rollouts won | mean Q̂ | PRM rows | PRM AUC | PRM val BCE | PRM ECE | pairs/step "
+            "| DPO margin |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
+
+
+def plot_success_by_agent(rows: list[tuple[str, dict[str, Any]]], path: Path) -> None:
+    """Grouped bars: success per task type for every evaluated agent (π0, π1, ..., Best-of-N)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.8 / len(rows)
+    x = np.arange(len(COLUMNS))
+    for k, (name, s) in enumerate(rows):
+        vals = [float(v) if v != "–" else 0.0 for v in (_cell(s, c) for c in COLUMNS)]
+        ax.bar(x + (k - (len(rows) - 1) / 2) * width, vals, width, label=_label(name))
+    ax.set_xticks(x, COLUMNS)
+    ax.set_ylabel("success %")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, ncols=min(4, len(rows)))
+    ax.set_title(f"success per task type ({rows[0][1]['eval/episodes']} {rows[0][1].get('split', '')} games)")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_best_of_n(rows: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
+    """Success against N for the policy Best-of-N was run on (N=1: that policy, greedy)."""
+    bon = [(_order(n), s) for n, s in rows if _order(n)[1] > 1]
+    if not bon:
+        return False
+    i = bon[0][0][0]
+    points = [(1, s["eval/success"]) for n, s in rows if _order(n) == (i, 1)] + [
+        (k[1], s["eval/success"]) for k, s in bon if k[0] == i]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ns, vals = zip(*sorted(points), strict=True)
+    ax.plot(ns, [100 * v for v in vals], "o-")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.set_xlabel("N (samples per turn, the PRM picks)")
+    ax.set_ylabel("success %")
+    ax.set_title(f"Best-of-N with π{i} (N=1: greedy π{i})")
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True
+
+
 def write_report(run_dir: Path) -> Path:
     rows = collect(run_dir)
+    held = collect(run_dir, "heldout")
     lines = ["# AgentPRM run report", "", f"Run: `{run_dir}`", ""]
+    plots: list[str] = []
     if rows:
-        split, n = rows[0][1].get("split", "?"), rows[0][1]["eval/episodes"]
-        lines += [f"Success rate (%) on {split} ({n} games) and mean actions per episode.", "",
-                  "| agent | " + " | ".join(COLUMNS) + " | #actions |",
-                  "|---|" + "---:|" * (len(COLUMNS) + 1)]
-        for name, s in rows:
-            cells = " | ".join(_cell(s, c) for c in COLUMNS)
-            lines.append(f"| {_label(name)} | {cells} | {s['eval/mean_actions']:.1f} |")
+        lines += _table(rows, "")
+        plot_success_by_agent(rows, run_dir / "success_by_agent.png")
+        plots.append("success_by_agent.png")
+        if plot_best_of_n(rows, run_dir / "best_of_n.png"):
+            plots.append("best_of_n.png")
+    selected = _read(run_dir / "selected.json")
+    if held:
+        lines += ["", "## Held-out train games (choosing the iteration to keep)", "",
+                  *_table(held, "held-out train games")]
+        if selected:
+            lines += ["", f"Kept: π{selected['iteration']} (best held-out success; Best-of-N runs on it)."]
+    lines += _diagnostics(run_dir)
     state = run_dir / "state.json"
     if state.is_file():
         secs = json.loads(state.read_text())["seconds"]
         lines += ["", "## Wall-clock per stage", "", "| stage | seconds |", "|---|---:|"]
         lines += [f"| {k} | {v:.0f} |" for k, v in secs.items()]
-    plots = sorted(p.relative_to(run_dir) for p in run_dir.glob("**/*.png"))
+        lines += [f"| **total** | **{sum(secs.values()):.0f}** |"]
+    plots += sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("iter*/prm/calibration.png"))
+    plots += sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("iter*/targets/q_histogram.png"))
+    plots += sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("iter*/policy/reward_hacking.png"))
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
-    write_json(run_dir / "report.json", {name: s for name, s in rows})
+    write_json(run_dir / "report.json", {"eval": dict(rows), "heldout": dict(held), "selected": selected})
     return path

@@ -30,6 +30,7 @@ renamed into place, so a crash leaves no half file.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -320,4 +321,25 @@ def build_targets(cfg: TargetsConfig) -> dict[str, Any]:
     summary = _summary(cfg, episodes, rows, pairs)
     summary["targets/files"] = [str(f) for f in files]
     write_json(out / "summary.json", summary)
+    plot_histogram(summary["targets/q_histogram"], out / "q_histogram.png", len(rows["train"]) + len(rows["val"]))
     return summary
+
+
+def plot_histogram(hist: dict[str, list[float]], path: Path, n: int) -> None:
+    """The Q̂ histogram as a PNG: how much signal the PRM gets (all zeros: none)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from agentprm.atomic import save_figure
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    edges = hist["edges"]
+    ax.bar(edges[:-1], hist["counts"], width=[b - a for a, b in itertools.pairwise(edges)],
+           align="edge", edgecolor="white")
+    ax.set_xlabel("Q (Eq. 1 Monte-Carlo target)")
+    ax.set_ylabel("state–action rows")
+    ax.set_title(f"Monte-Carlo targets ({n} rows)")
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -5,6 +5,7 @@ Batching is the point: an LM policy serves every episode in flight with one gene
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -34,14 +35,26 @@ class Agent(Protocol):
 
 class EnvExpertAgent:
     """Acts with the action of the expert running inside the environment (`ALFWorldEnv(expert=...)`,
-    which rollouts start with `expert=`); "look" when the expert has nothing admissible to say."""
+    which rollouts start with `expert=`); "look" when the expert has nothing admissible to say.
 
-    def __init__(self, expert: str):
-        self.expert = expert
-        self.policy_id = f"expert:{expert}"
+    `noise` > 0 makes it a DART demonstrator (Laskey et al., 2017): with that probability it takes a
+    random admissible action instead, while every state keeps the expert's action as its label
+    (`Step.expert_action`). The expert then shows how it recovers from states it would never reach
+    itself, which a policy cloned from clean demos never sees. Seeded by game and turn."""
+
+    def __init__(self, expert: str, noise: float = 0.0, seed: int = 0):
+        self.expert, self.noise, self.seed = expert, noise, seed
+        self.policy_id = f"expert:{expert}" + (f"+noise{noise:g}" if noise else "")
 
     def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
-        return [AgentOutput(action=a, raw_output=f"ACTION: {a}") for a in (c.expert_action or "look" for c in contexts)]
+        outs = []
+        for c in contexts:
+            action = c.expert_action or "look"
+            rng = random.Random(f"{self.seed}:{c.game_id}:{len(c.history)}")
+            if self.noise and c.admissible_actions and rng.random() < self.noise:
+                action = rng.choice(c.admissible_actions)
+            outs.append(AgentOutput(action=action, raw_output=f"ACTION: {action}"))
+        return outs
 
 
 class ExpertAgent:

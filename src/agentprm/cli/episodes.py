@@ -46,6 +46,8 @@ def expert(
     games: GamesOpt = None,
     task_type: TaskTypeOpt = None,
     kind: ExpertOpt = "walkthrough",
+    noise: Annotated[float, typer.Option("--noise", help="DART: share of random admissible actions taken, "
+                                         "the expert's action kept as the label (handcoded/planner)")] = 0.0,
     out: OutOpt = Path("runs/expert"),
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
@@ -53,8 +55,8 @@ def expert(
 ) -> None:
     """Play an expert; its won episodes are the demonstrations for SFT (and InversePRM)."""
     specs = select_games(split, games, task_type, seed)
-    agent, in_env = make_expert(kind, specs)
-    extra = {"command": "expert", "expert": kind, "split": split, "games": len(specs), "seed": seed,
+    agent, in_env = make_expert(kind, specs, noise, seed)
+    extra = {"command": "expert", "expert": kind, "noise": noise, "split": split, "games": len(specs), "seed": seed,
              "max_steps": max_steps}
     play_and_report(agent, make_jobs(specs), out, f"{agent.policy_id} on {split}", workers, max_steps, extra,
                     expert=in_env)

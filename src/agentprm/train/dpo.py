@@ -58,8 +58,11 @@ class PolicyTrainConfig:
     """Optimizer steps."""
     batch_states: int = 8
     """States per optimizer step."""
-    samples: int = 4
-    """Answers sampled per state for `rejection` (DPO always samples 2)."""
+    samples: int | None = None
+    """Answers sampled per state (None: 2 for dpo, 4 for rejection). DPO pairs the PRM's best and worst
+    distinct actions among them: more samples, more states with a pair when the policy is peaked."""
+    mode: str = "generate"
+    """How the policy samples its answers: generate, constrained or score (see agents.policy)."""
     temperature: float = 1.0
     """Sampling temperature for the pairs."""
     max_new_tokens: int = 48
@@ -109,14 +112,16 @@ def load_states(paths: list[str], seed: int) -> list[TurnContext]:
 def preference_pairs(
     samples: list[list[Any]], scores: list[list[float]], min_margin: float
 ) -> list[tuple[int, Any, Any, float, float]]:
-    """(state index, chosen, rejected, chosen score, rejected score) per state whose two samples are
-    different actions with PRM scores further apart than `min_margin`."""
+    """(state index, chosen, rejected, chosen score, rejected score) per state: the PRM's best and
+    worst samples (the first sampled wins ties), when they are different actions scored further apart
+    than `min_margin`."""
     pairs = []
     for i, (outs, sc) in enumerate(zip(samples, scores, strict=True)):
-        a, b = outs[0], outs[1]
-        if a.action == b.action or abs(sc[0] - sc[1]) <= min_margin:
+        hi = max(range(len(sc)), key=lambda j: (sc[j], -j))
+        lo = min(range(len(sc)), key=lambda j: (sc[j], j))
+        if outs[hi].action == outs[lo].action or sc[hi] - sc[lo] <= min_margin:
             continue
-        pairs.append((i, a, b, sc[0], sc[1]) if sc[0] > sc[1] else (i, b, a, sc[1], sc[0]))
+        pairs.append((i, outs[hi], outs[lo], sc[hi], sc[lo]))
     return pairs
 
 
@@ -142,7 +147,7 @@ class PolicyTrainer:
         self.state = _State()
         if start != cfg.policy:
             self._resume(ckpt)
-        pc = PolicyConfig(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+        pc = PolicyConfig(mode=cfg.mode, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                           history_window=cfg.history_window, seed=cfg.seed)
         self.sampler = LMPolicy(self.model, self.tokenizer, pc, name="pi")
 
@@ -154,7 +159,7 @@ class PolicyTrainer:
 
     def step(self) -> dict[str, float]:
         ctxs = self.batch()
-        n = 2 if self.cfg.method == "dpo" else self.cfg.samples
+        n = self.cfg.samples or (2 if self.cfg.method == "dpo" else 4)
         self.model.eval()
         samples = self.sampler.sample(ctxs, n)
         flat_ctx = [c for c, outs in zip(ctxs, samples, strict=True) for _ in outs]
@@ -202,10 +207,12 @@ class PolicyTrainer:
         rejected = [r.raw_output for _, _, r, *_ in pairs]
         pol_c = answer_logprobs(self.model, self.tokenizer, pair_msgs, chosen)
         pol_r = answer_logprobs(self.model, self.tokenizer, pair_msgs, rejected)
-        # the reference log-probs were computed for all samples; chosen is sample 1 when it scored higher
-        first_chosen = torch.tensor([c is samples[i][0] for i, c, *_ in pairs], device=ref.device)
-        ref_c = torch.where(first_chosen, ref[states, 0], ref[states, 1])
-        ref_r = torch.where(first_chosen, ref[states, 1], ref[states, 0])
+        # the reference log-probs were computed for every sample: pick the chosen and rejected ones
+        def column(i: int, out: Any) -> int:
+            return next(j for j, o in enumerate(samples[i]) if o is out)
+
+        ref_c = ref[states, [column(i, c) for i, c, *_ in pairs]]
+        ref_r = ref[states, [column(i, r) for i, _, r, *_ in pairs]]
         loss, rc, rr = dpo_loss(pol_c, pol_r, ref_c, ref_r, self.cfg.beta)
         self._update(loss)
         return {
@@ -236,8 +243,8 @@ class PolicyTrainer:
         games = find_games(self.cfg.monitor_split)
         random.Random(self.cfg.seed).shuffle(games)
         held = sorted(games[-self.cfg.monitor_games :], key=lambda g: g.game_id)
-        greedy = LMPolicy(self.model.eval(), self.tokenizer,
-                          PolicyConfig(temperature=0.0, history_window=self.cfg.history_window), name="pi")
+        greedy = LMPolicy(self.model.eval(), self.tokenizer, PolicyConfig(
+            mode=self.cfg.mode, temperature=0.0, history_window=self.cfg.history_window), name="pi")
         eps = run_rollouts(greedy, make_jobs(held), self.out / "monitor" / f"step{self.state.step}.jsonl",
                            self.cfg.workers, self.cfg.max_steps_per_episode, show_progress=False)
         return sum(e.won for e in eps) / max(1, len(eps))
