@@ -133,3 +133,27 @@ def test_scratch_policy_acts_in_every_mode(scratch: str) -> None:
         (out,) = pol.act([ctx])
         if mode != "generate":
             assert out.action in ctx.admissible_actions and out.matched
+
+
+@pytest.mark.parametrize("mode", ["generate", "constrained"])
+def test_prefix_cached_decoding_equals_reading_every_prompt_whole(scratch: str, mode: str) -> None:
+    # turn after turn, the cached policy reads only each prompt's new tokens; answers and log-probs
+    # must be those of the policy that reads every prompt whole (batch rows of different lengths)
+    model = load_causal_lm(scratch)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    tok = load_tokenizer(scratch)
+    episodes = [contexts_from_episode(episode(i, 5, True)) for i in range(2)] + [
+        contexts_from_episode(episode(9, 3, True))]
+    cfg = dict(mode=mode, temperature=0.0, history_window=None, max_new_tokens=10)
+    cached = LMPolicy(model, tok, PolicyConfig(**cfg, prefix_cache=True))
+    plain = LMPolicy(model, tok, PolicyConfig(**cfg, prefix_cache=False))
+    for t in range(5):
+        ctxs = [e[t] for e in episodes if t < len(e)]
+        a, b = cached.act(ctxs), plain.act(ctxs)
+        assert [o.raw_output for o in a] == [o.raw_output for o in b]
+        assert [o.logprob for o in a] == pytest.approx([o.logprob for o in b], abs=1e-4)
+    # every turn after the first found its previous prompt (identical prompts share one entry)
+    assert cached._store.hits == 3 + 3 + 2 + 2 and len(cached._store.entries) == 1

@@ -67,6 +67,8 @@ class PolicySection(_Section):
     mode: str = Field("generate", description="how policies answer: generate, constrained (only admissible "
                       "commands) or score (likelihood ranking); in eval, rollouts, DAgger and the policy step")
     history_window: int | None = Field(8, description="turns of history in every prompt (policy, PRM, SFT)")
+    cpu_bf16: bool = Field(False, description="act under bf16 autocast on the CPU (faster where the CPU has "
+                           "AVX512-BF16/AMX)")
     max_new_tokens: int = Field(48, description="answer budget when generating")
     batch_size: int = Field(32, description="sequences per forward pass when acting")
     in_flight: int = Field(64, description="episodes played at once (keeps generate batches large)")
@@ -339,7 +341,8 @@ class Run:
 
         a = self.cfg.policy_args
         return LMPolicy.from_spec(spec, PolicyConfig(
-            mode=a.mode, temperature=temperature, max_new_tokens=a.max_new_tokens, history_window=a.history_window,
+            mode=a.mode, cpu_bf16=a.cpu_bf16, temperature=temperature, max_new_tokens=a.max_new_tokens,
+            history_window=a.history_window,
             explore=explore, seed=self.cfg.seed, batch_size=a.batch_size, device=self.cfg.device))
 
     # stages

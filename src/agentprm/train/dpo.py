@@ -148,7 +148,7 @@ class PolicyTrainer:
         if start != cfg.policy:
             self._resume(ckpt)
         pc = PolicyConfig(mode=cfg.mode, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                          history_window=cfg.history_window, seed=cfg.seed)
+                          history_window=cfg.history_window, seed=cfg.seed, prefix_cache=False)
         self.sampler = LMPolicy(self.model, self.tokenizer, pc, name="pi")
 
     # -- one step ---------------------------------------------------------------------------------
