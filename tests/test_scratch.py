@@ -157,3 +157,14 @@ def test_prefix_cached_decoding_equals_reading_every_prompt_whole(scratch: str, 
         assert [o.logprob for o in a] == pytest.approx([o.logprob for o in b], abs=1e-4)
     # every turn after the first found its previous prompt (identical prompts share one entry)
     assert cached._store.hits == 3 + 3 + 2 + 2 and len(cached._store.entries) == 1
+
+
+def test_max_relabels_keeps_the_first_deviations_only(scratch: str) -> None:
+    from agentprm.train.sft import episodes_to_rows
+
+    tok = load_tokenizer(scratch)
+    relabelled = episode(0, 5, False, expert=["look", "look", "look", "open cabinet 1", "look"])
+    all_rows = episodes_to_rows(tok, [relabelled], None, "episode", "expert", pack=True)
+    first_two = episodes_to_rows(tok, [relabelled], None, "episode", "expert", pack=True, max_relabels=2)
+    assert len(all_rows) == 1 + 4 and len(first_two) == 1 + 2  # turn 3 agrees: it stays in the packed row
+    assert [r["input_ids"] for r in first_two[1:]] == [r["input_ids"] for r in all_rows[1:3]]

@@ -74,7 +74,7 @@ def bon(
     games: Annotated[int | None, typer.Option("--games", help="balanced sample of N games (default: all)")] = None,
     temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
     max_steps: Annotated[int, typer.Option("--max-steps")] = 30,
-    history_window: Annotated[int, typer.Option("--history")] = 8,
+    history_window: Annotated[int, typer.Option("--history", help="turns of history (-1: all)")] = 8,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
     workers: Annotated[int | None, typer.Option("--workers")] = None,
     out: Annotated[Path, typer.Option("--out")] = Path("runs/bench-bon"),
@@ -83,7 +83,7 @@ def bon(
     from agentprm.bench.bon import bench_bon
 
     result = bench_bon(policy, str(prm), parse_int_list(n), split, games, out, temperature, max_steps,
-                       history_window, max_new_tokens, workers)
+                       None if history_window < 0 else history_window, max_new_tokens, workers)
     table = Table(title=f"Best-of-N on {split} ({result['games']} games)")
     for col in ("N", "success %", "#actions"):
         table.add_column(col, justify="right")

@@ -24,9 +24,14 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="seed for game sampling and
 MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="turns per episode")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="generate, or score (rank admissible actions by likelihood)")]
 MaxNewTokensOpt = Annotated[int, typer.Option("--max-new-tokens", help="answer budget when generating")]
-HistoryOpt = Annotated[int, typer.Option("--history", help="turns of history in the prompt")]
+HistoryOpt = Annotated[int, typer.Option("--history", help="turns of history in the prompt (-1: all; what "
+                                          "models built from scratch are trained with)")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="sequences per forward pass")]
 InFlightOpt = Annotated[int, typer.Option("--in-flight", help="episodes played at once")]
+
+
+def _window(history: int) -> int | None:
+    return None if history < 0 else history
 
 
 def select_games(split: str, games: int | None, task_types: list[str] | None, seed: int) -> list[GameSpec]:
@@ -91,7 +96,7 @@ def rollout(
 ) -> None:
     """Sample trajectories from a policy (K repeats per game); rerunning continues where it stopped."""
     specs = select_games(split, games, task_type, seed)
-    agent = make_agent(policy, mode, temperature, top_p, max_new_tokens, history_window, seed, batch_size,
+    agent = make_agent(policy, mode, temperature, top_p, max_new_tokens, _window(history_window), seed, batch_size,
                        explore=explore)
     plans = {g.game_id: ALFWorldEnv(g).walkthrough for g in specs} if reset_fraction > 0 else {}
     jobs = reset_distribution_jobs(specs, repeats, seed, reset_fraction, plans)
@@ -126,7 +131,8 @@ def evaluate(
     """Success overall and per task type (the paper's Table 1), #actions, non-admissible rate."""
     specs = select_games(split, games, task_type, seed)
     temp = bon_temperature if prm is not None and best_of > 1 else temperature
-    agent = make_agent(policy, mode, temp, 1.0, max_new_tokens, history_window, seed, batch_size, prm, best_of)
+    agent = make_agent(policy, mode, temp, 1.0, max_new_tokens, _window(history_window), seed, batch_size, prm,
+                       best_of)
     extra = {"command": "eval", "split": split, "games": len(specs), "mode": mode, "temperature": temp,
              "best_of": best_of, "prm": str(prm) if prm else None, "seed": seed, "max_steps": max_steps}
     play_and_report(agent, make_jobs(specs, 1, seed), out, f"{agent.policy_id} on {split}", workers, max_steps,

@@ -114,6 +114,10 @@ class SFTConfig:
     "auto" (per episode: expert labels when it has any, else taken; DAgger aggregates with demos)."""
     pack: bool = True
     """Train on whole episodes as one sequence when the prompt style allows it (see module docstring)."""
+    max_relabels: int | None = None
+    """Per episode, keep only the first k turns whose label differs from the action taken (each is a
+    whole prompt of its own, the costly part of DAgger data; the first deviations are where the
+    learner goes wrong). None: all."""
     device: str | None = None
     """"cpu" or "cuda" (None: CUDA if available)."""
     dtype: str | None = None
@@ -170,6 +174,18 @@ def tokenize_example(tokenizer: Any, ex: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _first_relabels(ep: Episode, turn_labels: list[str | None], k: int | None) -> list[str | None]:
+    """Keep the labels that agree with the action taken, and the first k that do not."""
+    if k is None:
+        return turn_labels
+    out, seen = [], 0
+    for step, label in zip(ep.steps, turn_labels, strict=True):
+        differs = label is not None and label != step.action
+        seen += differs
+        out.append(None if differs and seen > k else label)
+    return out
+
+
 def pack_episode(tokenizer: Any, ep: Episode, turn_labels: list[str | None]) -> list[dict[str, Any]] | None:
     """Rows for one episode in the "episode" style with the full history: one sequence with the loss
     on every turn whose label is the action taken, plus one row per turn labelled otherwise. None if
@@ -195,19 +211,21 @@ def pack_episode(tokenizer: Any, ep: Episode, turn_labels: list[str | None]) -> 
 
 
 def episodes_to_rows(
-    tokenizer: Any, episodes: list[Episode], history_window: int | None, style: str, labels: str, pack: bool
+    tokenizer: Any, episodes: list[Episode], history_window: int | None, style: str, labels: str, pack: bool,
+    max_relabels: int | None = None,
 ) -> list[dict[str, Any]]:
     """Tokenized training rows (input_ids, attention_mask, labels, game_id) for SFT."""
     rows: list[dict[str, Any]] = []
     packable = pack and style == "episode" and history_window is None
     for ep in episodes:
-        turn_labels = _turn_labels(ep, labels)
+        turn_labels = _first_relabels(ep, _turn_labels(ep, labels), max_relabels)
         if not any(x is not None for x in turn_labels):
             continue
         packed = pack_episode(tokenizer, ep, turn_labels) if packable else None
         if packed is None:
-            packed = [{**tokenize_example(tokenizer, ex), "game_id": ep.game_id}
-                      for ex in episodes_to_examples([ep], history_window, style, labels)]
+            packed = [{**tokenize_example(tokenizer, {"prompt_messages": build_messages(c, history_window, style=style),
+                                                      "answer": format_answer(label)}), "game_id": ep.game_id}
+                      for c, label in zip(contexts_from_episode(ep), turn_labels, strict=True) if label is not None]
         rows.extend(packed)
     return rows
 
@@ -235,7 +253,8 @@ def build_datasets(
     cfg: SFTConfig, tokenizer: Any, style: str = "react"
 ) -> tuple[list[dict], list[dict], dict[str, int]]:
     """Tokenized (train, val) rows and counts for the summary."""
-    rows = episodes_to_rows(tokenizer, load_episodes(cfg.demos), cfg.history_window, style, cfg.labels, cfg.pack)
+    rows = episodes_to_rows(tokenizer, load_episodes(cfg.demos), cfg.history_window, style, cfg.labels, cfg.pack,
+                            cfg.max_relabels)
     if not rows:
         what = "won demonstration episodes" if cfg.labels == "taken" else "expert-labelled states"
         raise ConfigError(f"no {what} in {cfg.demos}; SFT needs them")
