@@ -90,6 +90,8 @@ class DaggerSection(_Section):
     temperature: float = Field(0.0, description="sampling temperature of the learner's rollouts")
     epochs: float = Field(1.0, description="SFT passes over the aggregate per round (from the current π)")
     lr: float | None = Field(None, description="learning rate of the round's SFT (None: sft.lr)")
+    max_relabels: int | None = Field(4, description="per learner episode, train on the first k states where the "
+                                     "expert disagrees (each costs a whole prompt; None: all)")
 
 
 class RolloutSection(_Section):
@@ -390,7 +392,7 @@ class Run:
         g = self.cfg.dagger
         data = [self.dir / "demos", *(self.dir / f"dagger{k}" / "rollouts" for k in range(1, r + 1))]
         self._sft(str(self.sft_dir(r - 1) / "model"), data, self.sft_dir(r), labels="auto", epochs=g.epochs,
-                  lr=g.lr or self.cfg.sft.lr)
+                  lr=g.lr or self.cfg.sft.lr, max_relabels=g.max_relabels)
 
     def _eval_games(self) -> list[Any]:
         return self._games(self.cfg.data.eval_split, self.cfg.data.eval_games, salt=1, balanced=True)

@@ -170,3 +170,22 @@ def test_static_cache_path_matches_dynamic(model_tok: tuple) -> None:
     static = policy(model_tok, static_cache=True).act(contexts())
     assert [o.raw_output for o in static] == [o.raw_output for o in dynamic]
     assert [o.logprob for o in static] == pytest.approx([o.logprob for o in dynamic], abs=1e-3)
+
+
+def test_answers_after_a_shared_prompt_match_pairs_in_value_and_gradient(model_tok: tuple) -> None:
+    # DPO trains through answers_logprobs (each prompt read once): its values and its gradients must be
+    # those of sequence_logprobs on the (prompt, answer) pairs
+    from agentprm.agents.policy import answers_logprobs
+
+    model, tok = model_tok
+    prompts = [encode_prompt(tok, policy(model_tok).messages(c)) for c in contexts()]
+    answers = [[tok(a, add_special_tokens=False)["input_ids"] for a in ACTIONS[:k]] for k in (1, 3, 2)]
+    flat_p = [p for p, group in zip(prompts, answers, strict=True) for _ in group]
+    flat_a = [a for group in answers for a in group]
+    shared = answers_logprobs(model, prompts, answers, tok.pad_token_id)
+    grads = torch.autograd.grad(shared.sum(), [p for p in model.parameters() if p.requires_grad])
+    pairs = sequence_logprobs(model, flat_p, flat_a, tok.pad_token_id)
+    expected = torch.autograd.grad(pairs.sum(), [p for p in model.parameters() if p.requires_grad])
+    assert shared.tolist() == pytest.approx(pairs.tolist(), abs=1e-4)
+    for g, e in zip(grads, expected, strict=True):
+        assert torch.allclose(g, e, atol=1e-4, rtol=1e-3)

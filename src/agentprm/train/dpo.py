@@ -28,7 +28,14 @@ import torch
 from rich.progress import Progress
 from transformers import get_scheduler
 
-from agentprm.agents.policy import LMPolicy, PolicyConfig, answer_logprobs
+from agentprm.agents.policy import (
+    LMPolicy,
+    PolicyConfig,
+    answer_logprobs,
+    answers_logprobs,
+    encode_answer,
+    encode_prompt,
+)
 from agentprm.atomic import replace_dir, save_figure, save_model, temp_dir_for, write_json
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
@@ -179,12 +186,19 @@ class PolicyTrainer:
         self.state.step += 1
         return metrics
 
+    def _answers_logprobs(self, model: Any, msgs: list[list[dict[str, str]]], answers: list[list[str]]) -> torch.Tensor:
+        """log p(answer + end-of-turn | prompt) for answers[i][j] after state i's prompt, shape (states,
+        answers per state); each prompt read once (`answers_logprobs`). Gradients flow unless called
+        under no_grad."""
+        prompts = [encode_prompt(self.tokenizer, m) for m in msgs]
+        ids = [[encode_answer(self.tokenizer, a) for a in group] for group in answers]
+        flat = answers_logprobs(model, prompts, ids, self.tokenizer.pad_token_id)
+        return flat.view(len(msgs), -1)
+
     @torch.no_grad()
     def _logprobs(self, model: Any, msgs: list[list[dict[str, str]]], samples: list[list[Any]]) -> torch.Tensor:
         """log p(answer | prompt) of every sampled answer under `model`, shape (states, samples)."""
-        flat_msgs = [m for m, outs in zip(msgs, samples, strict=True) for _ in outs]
-        texts = [o.raw_output for outs in samples for o in outs]
-        return answer_logprobs(model, self.tokenizer, flat_msgs, texts).view(len(samples), -1)
+        return self._answers_logprobs(model, msgs, [[o.raw_output for o in outs] for outs in samples])
 
     def _update(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -205,8 +219,8 @@ class PolicyTrainer:
         pair_msgs = [msgs[i] for i in states]
         chosen = [c.raw_output for _, c, *_ in pairs]
         rejected = [r.raw_output for _, _, r, *_ in pairs]
-        pol_c = answer_logprobs(self.model, self.tokenizer, pair_msgs, chosen)
-        pol_r = answer_logprobs(self.model, self.tokenizer, pair_msgs, rejected)
+        pol = self._answers_logprobs(self.model, pair_msgs, [[c, r] for c, r in zip(chosen, rejected, strict=True)])
+        pol_c, pol_r = pol[:, 0], pol[:, 1]
         # the reference log-probs were computed for every sample: pick the chosen and rejected ones
         def column(i: int, out: Any) -> int:
             return next(j for j, o in enumerate(samples[i]) if o is out)
