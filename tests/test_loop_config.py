@@ -56,3 +56,31 @@ def test_changed_config_is_refused_unless_forced(tmp_path):
     prepare_run_dir(changed, force=True)
     assert (tmp_path / "run" / "config.prev.yaml").is_file()
     assert "- 3" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_stage_list_follows_the_config():
+    from agentprm.loop import Run
+
+    def names(*overrides: str) -> list[str]:
+        return [n for n, _ in Run(load_config(CONFIGS / "smoke-tiny.yaml", list(overrides)), show=False).stages()]
+
+    plain = names()
+    assert plain[:2] == ["demos", "sft"] and "base" not in plain and "eval/pi1_bon2" in plain
+    scratch = names("model=scratch:tiny", "dagger.rounds=2", "data.heldout_games=6", "iterations=2")
+    assert scratch[:7] == ["demos", "base", "sft", "dagger1/rollouts", "dagger1/sft", "dagger2/rollouts",
+                           "dagger2/sft"]
+    # with held-out games: every π_i is also played there, one is kept, Best-of-N runs on it only
+    assert [n for n in scratch if n.startswith("heldout/")] == ["heldout/pi0", "heldout/pi1", "heldout/pi2"]
+    assert scratch[-3:] == ["select", "eval/selected_bon2", "report"]
+    assert not any(n.startswith("eval/pi") and "_bon" in n for n in scratch)
+
+
+def test_heldout_games_stay_out_of_demos_and_rollouts(alfworld_root):
+    from agentprm.loop import Run
+
+    run = Run(load_config(CONFIGS / "smoke-tiny.yaml", ["data.heldout_games=4", "data.demo_games=null",
+                                                        "data.rollout_games=null"]), show=False)
+    held = {g.game_id for g in run.heldout_games()}
+    assert len(held) == 4
+    demos = {g.game_id for g in run._games("train", None)}
+    assert not held & demos and len(demos) > 10
