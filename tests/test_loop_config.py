@@ -84,3 +84,12 @@ def test_heldout_games_stay_out_of_demos_and_rollouts(alfworld_root):
     assert len(held) == 4
     demos = {g.game_id for g in run._games("train", None)}
     assert not held & demos and len(demos) > 10
+
+
+def test_none_in_the_run_config_reaches_the_stage_configs():
+    # "the whole history" (null) must not turn into a stage's default window of 8 on the way
+    from agentprm.loop import Run
+
+    run = Run(load_config(CONFIGS / "smoke-tiny.yaml", ["acting.history_window=null"]), show=False)
+    assert run.sft_config("tiny", [Path("demos")], Path("out")).history_window is None
+    assert run.sft_config("tiny", [Path("demos")], Path("out"), epochs=3.0).epochs == 3.0

@@ -363,16 +363,22 @@ class Run:
 
         build_scratch_model([str(self.dir / "demos")], self.scratch_size or "", self.dir / "base", self.cfg.seed)
 
-    def _sft(self, model: str, demos: list[Path], out: Path, **values: Any) -> None:
+    def sft_config(self, model: str, demos: list[Path], out: Path, **values: Any) -> Any:
+        """The SFTConfig of an SFT stage (None values are settings here, e.g. the whole history)."""
         from agentprm.cli.common import build_config
-        from agentprm.train.sft import SFTConfig, train_sft
+        from agentprm.train.sft import SFTConfig
 
         s = self.cfg.sft
         base = {"demos": [str(d) for d in demos], "model": model, "out": str(out), "epochs": s.epochs, "lr": s.lr,
                 "batch_size": s.batch_size, "max_examples": s.max_examples,
                 "history_window": self.cfg.policy_args.history_window, "seed": self.cfg.seed,
                 "device": self.cfg.device, "progress": self.show, **s.extra}
-        train_sft(build_config(SFTConfig, {**base, **values}))
+        return build_config(SFTConfig, {**base, **values}, drop_none=False)
+
+    def _sft(self, model: str, demos: list[Path], out: Path, **values: Any) -> None:
+        from agentprm.train.sft import train_sft
+
+        train_sft(self.sft_config(model, demos, out, **values))
 
     def sft(self) -> None:
         self._sft(self.base_model, [self.dir / "demos"], self.sft_dir(0))
@@ -462,8 +468,8 @@ class Run:
         values = {"data": str(self.dir / f"iter{i}" / "targets"), "model": model,
                   "out": str(self.prm_dir(i)), "loss": p.loss, "epochs": p.epochs, "lr": p.lr,
                   "batch_size": p.batch_size, "history_window": self.cfg.policy_args.history_window,
-                  "seed": self.cfg.seed, "device": self.cfg.device, **p.extra}
-        train_prm(build_config(PRMConfig, values))
+                  "seed": self.cfg.seed, "device": self.cfg.device or "auto", **p.extra}
+        train_prm(build_config(PRMConfig, values, drop_none=False))
 
     def policy_step(self, i: int) -> None:
         from agentprm.cli.common import build_config
@@ -479,7 +485,7 @@ class Run:
                   "mode": self.cfg.policy_args.mode,
                   "max_steps_per_episode": self.cfg.data.max_steps, "seed": self.cfg.seed,
                   "device": self.cfg.device, **p.extra}
-        train_policy(build_config(PolicyTrainConfig, values), show_progress=self.show)
+        train_policy(build_config(PolicyTrainConfig, values, drop_none=False), show_progress=self.show)
 
     def stages(self) -> list[tuple[str, Callable[[], Any]]]:
         held = self.cfg.data.heldout_games > 0

@@ -28,10 +28,12 @@ def parse_int_list(text: str) -> list[int]:
         raise ConfigError(f"expected a comma-separated list of integers, got {text!r}") from e
 
 
-def build_config(cls: type, values: dict[str, Any], overrides: list[str] | None = None) -> Any:
+def build_config(cls: type, values: dict[str, Any], overrides: list[str] | None = None, drop_none: bool = True) -> Any:
     """A config dataclass from explicit CLI values plus `--set field=value` overrides, validated by
     pydantic so a bad value gives one line naming the field (the CLI mirrors the Python API: every
-    field of the dataclass is reachable from the command line)."""
+    field of the dataclass is reachable from the command line). `drop_none`: a None value means "not
+    given" (CLI options); the run loop passes False, since its None values are settings (e.g. the
+    whole history)."""
     import dataclasses
 
     import yaml
@@ -40,7 +42,7 @@ def build_config(cls: type, values: dict[str, Any], overrides: list[str] | None 
     from agentprm.errors import ConfigError
 
     fields = {f.name for f in dataclasses.fields(cls)}
-    merged = {k: v for k, v in values.items() if v is not None}
+    merged = {k: v for k, v in values.items() if v is not None or not drop_none}
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or key not in fields:
