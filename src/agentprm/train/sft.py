@@ -109,6 +109,9 @@ class SFTConfig:
     """LoRA rank."""
     lora_alpha: int = 32
     """LoRA scale numerator (scale = alpha / r)."""
+    observation_loss: float = 0.0
+    """Weight of an auxiliary language-model loss on the prompt tokens (observations, task): more to
+    learn from each sequence for a model built from scratch; 0 for pretrained LMs."""
     labels: str = "taken"
     """"taken" (actions of won episodes), "expert" (expert labels at every labelled state; DAgger) or
     "auto" (per episode: expert labels when it has any, else taken; DAgger aggregates with demos)."""
@@ -361,8 +364,14 @@ class _RunStats(TrainerCallback):
         self.step0, self.tokens0, self.t0 = state.global_step, state.num_input_tokens_seen, time.perf_counter()
 
 
-def answer_only_loss(model: Any, batch: dict[str, torch.Tensor], num_items: Any = None) -> tuple[torch.Tensor, Any]:
+def answer_only_loss(
+    model: Any, batch: dict[str, torch.Tensor], num_items: Any = None, observation_weight: float = 0.0
+) -> tuple[torch.Tensor, Any]:
     """Summed answer-token NLL / num_items (default: this batch's answer tokens); (loss, model output).
+    With `observation_weight` > 0, plus that weight × the mean NLL of every other real token (the
+    prompts: task, observations, markup): an auxiliary language-model loss that teaches a model built
+    from scratch the game's language (e.g. that "go to shelf 1" is answered by "You arrive at shelf 1")
+    from the same forward pass.
 
     Needs a LEFT-padded batch: then every row's answer ends at the last position and the LM head runs
     on the last k+1 positions only (k = longest answer) instead of producing (B, T, V) logits for
@@ -371,7 +380,7 @@ def answer_only_loss(model: Any, batch: dict[str, torch.Tensor], num_items: Any 
     along the sequence) simply get logits from their first answer on. Position ids come from the
     attention mask, as in `agents.policy.sequence_logprobs`, so training and scoring see one layout."""
     labels, mask = batch["labels"], batch["attention_mask"]
-    k = labels.shape[1] - int((labels != -100).any(0).nonzero()[0])
+    k = labels.shape[1] - 1 if observation_weight else labels.shape[1] - int((labels != -100).any(0).nonzero()[0])
     out = model(
         input_ids=batch["input_ids"],
         attention_mask=mask,
@@ -383,23 +392,34 @@ def answer_only_loss(model: Any, batch: dict[str, torch.Tensor], num_items: Any 
     nll = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
     )
-    return nll / (num_items if num_items is not None else (target != -100).sum()), out
+    loss = nll / (num_items if num_items is not None else (target != -100).sum())
+    if observation_weight:
+        ids, real = batch["input_ids"][:, -k:], mask[:, -k:]
+        other = ids.masked_fill((target != -100) | (real == 0), -100)
+        lm = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), other.reshape(-1),
+                                               ignore_index=-100)
+        loss = loss + observation_weight * lm
+    return loss, out
 
 
 class AnswerOnlyTrainer(Trainer):
     """Trainer with `answer_only_loss`. With num_items_in_batch (all label tokens of the accumulated
-    step) the loss is already scaled for gradient accumulation, Trainer's own convention."""
+    step) the loss is already scaled for gradient accumulation, Trainer's own convention. The
+    observation loss is a training aid only: validation loss stays answer-only, comparable across runs."""
+
+    observation_weight: float = 0.0
 
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
-        loss, out = answer_only_loss(model, inputs, num_items_in_batch)
+        weight = self.observation_weight if model.training else 0.0
+        loss, out = answer_only_loss(model, inputs, num_items_in_batch, weight)
         return (loss, out) if return_outputs else loss
 
 
 def _make_trainer(cfg: SFTConfig, model: Any, tokenizer: Any, train: list, val: list, stats: _RunStats) -> Trainer:
     cuda = model.device.type == "cuda"
-    return AnswerOnlyTrainer(
+    trainer = AnswerOnlyTrainer(
         model=model,
         args=_training_args(cfg, bool(val), cuda),
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=8 if cuda else None),
@@ -408,6 +428,8 @@ def _make_trainer(cfg: SFTConfig, model: Any, tokenizer: Any, train: list, val: 
         processing_class=tokenizer,
         callbacks=[stats],
     )
+    trainer.observation_weight = cfg.observation_loss
+    return trainer
 
 
 def _losses(log_history: list[dict[str, Any]]) -> dict[str, float]:
