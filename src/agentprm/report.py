@@ -54,14 +54,26 @@ def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics log (one JSON object per line); a torn last line is skipped."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 def _diagnostics(run_dir: Path) -> list[str]:
     """Per iteration: what the rollouts, Q̂ targets, PRM and policy step saw (the figures to read when
     success does not move)."""
     rows = []
     for it in sorted(run_dir.glob("iter*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0):
         t, p = _read(it / "targets" / "summary.json"), _read(it / "prm" / "summary.json")
-        d = _read(it / "policy" / "summary.json").get("history", [])
-        steps = [h for h in d if "dpo/pairs" in h]
+        steps = [h for h in _read_jsonl(it / "policy" / "metrics.jsonl") if "dpo/pairs" in h]
         won, used = t.get("targets/episodes_won"), t.get("targets/episodes_used")
 
         def f(x: Any, fmt: str = ".3f") -> str:
@@ -69,17 +81,22 @@ def _diagnostics(run_dir: Path) -> list[str]:
 
         pairs = sum(h["dpo/pairs"] for h in steps) / len(steps) if steps else None
         margin = [h["dpo/rewards/margin"] for h in steps if "dpo/rewards/margin" in h]
+        gap = [h["prm/pair_gap"] for h in steps if "prm/pair_gap" in h]
+        kl = steps[-1].get("policy/kl") if steps else None
         rows.append(f"| {it.name} | {won}/{used} | {f(t.get('targets/mean_q'))} | {t.get('targets/train/rows', '–')} | "
                     f"{f(p.get('prm/auc'))} | {f(p.get('prm/val_bce'))} | {f(p.get('prm/ece'))} | "
-                    f"{f(pairs, '.1f')} | {f(sum(margin) / len(margin) if margin else None)} |")
+                    f"{f(pairs, '.1f')} | {f(sum(gap) / len(gap) if gap else None, '.2g')} | "
+                    f"{f(sum(margin) / len(margin) if margin else None)} | {f(kl, '.2f')} |")
     if not rows:
         return []
     return ["", "## Per iteration", "",
             "Rollouts won / used, mean Q̂, PRM training rows; PRM validation AUC (won vs lost, held-out games), "
-            "soft BCE and calibration error; policy step: preference pairs per step and mean DPO margin.", "",
+            "soft BCE and calibration error; policy step: preference pairs per step, the PRM's mean score gap "
+            "between the chosen and rejected answers (near 0: the pairs carry no signal), mean DPO margin, and the "
+            "KL to the previous policy at the last step.", "",
             "| iteration | rollouts won | mean Q̂ | PRM rows | PRM AUC | PRM val BCE | PRM ECE | pairs/step "
-            "| DPO margin |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
+            "| PRM pair gap | DPO margin | final KL |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
 
 
 def plot_success_by_agent(rows: list[tuple[str, dict[str, Any]]], path: Path) -> None:
