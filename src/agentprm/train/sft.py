@@ -153,16 +153,30 @@ def _turn_labels(ep: Episode, labels: str) -> list[str | None]:
     return [s.action for s in ep.steps] if ep.won else [None] * len(ep.steps)
 
 
+def _labels(ep: Episode, labels: str, max_relabels: int | None) -> list[str | None]:
+    """The turn labels (`_turn_labels`), keeping those that agree with the action taken and only the
+    first `max_relabels` that do not (None: all)."""
+    turn_labels = _turn_labels(ep, labels)
+    if max_relabels is None:
+        return turn_labels
+    out, seen = [], 0
+    for step, label in zip(ep.steps, turn_labels, strict=True):
+        differs = label is not None and label != step.action
+        seen += differs
+        out.append(None if differs and seen > max_relabels else label)
+    return out
+
+
 def episodes_to_examples(
     episodes: list[Episode], history_window: int | None = DEFAULT_HISTORY_WINDOW, style: str = "react",
-    labels: str = "taken",
+    labels: str = "taken", max_relabels: int | None = None,
 ) -> list[dict[str, Any]]:
     """{prompt_messages, answer, game_id} per training turn (one example per turn, no packing)."""
     return [
         {"prompt_messages": build_messages(ctx, history_window, style=style), "answer": format_answer(label),
          "game_id": ep.game_id}
         for ep in episodes
-        for ctx, label in zip(contexts_from_episode(ep), _turn_labels(ep, labels), strict=True)
+        for ctx, label in zip(contexts_from_episode(ep), _labels(ep, labels, max_relabels), strict=True)
         if label is not None
     ]
 
@@ -175,18 +189,6 @@ def tokenize_example(tokenizer: Any, ex: dict[str, Any]) -> dict[str, Any]:
         "attention_mask": [1] * (len(prompt) + len(answer)),
         "labels": [-100] * len(prompt) + answer,
     }
-
-
-def _first_relabels(ep: Episode, turn_labels: list[str | None], k: int | None) -> list[str | None]:
-    """Keep the labels that agree with the action taken, and the first k that do not."""
-    if k is None:
-        return turn_labels
-    out, seen = [], 0
-    for step, label in zip(ep.steps, turn_labels, strict=True):
-        differs = label is not None and label != step.action
-        seen += differs
-        out.append(None if differs and seen > k else label)
-    return out
 
 
 def pack_episode(tokenizer: Any, ep: Episode, turn_labels: list[str | None]) -> list[dict[str, Any]] | None:
@@ -221,14 +223,13 @@ def episodes_to_rows(
     rows: list[dict[str, Any]] = []
     packable = pack and style == "episode" and history_window is None
     for ep in episodes:
-        turn_labels = _first_relabels(ep, _turn_labels(ep, labels), max_relabels)
+        turn_labels = _labels(ep, labels, max_relabels)
         if not any(x is not None for x in turn_labels):
             continue
         packed = pack_episode(tokenizer, ep, turn_labels) if packable else None
         if packed is None:
-            packed = [{**tokenize_example(tokenizer, {"prompt_messages": build_messages(c, history_window, style=style),
-                                                      "answer": format_answer(label)}), "game_id": ep.game_id}
-                      for c, label in zip(contexts_from_episode(ep), turn_labels, strict=True) if label is not None]
+            packed = [{**tokenize_example(tokenizer, ex), "game_id": ep.game_id}
+                      for ex in episodes_to_examples([ep], history_window, style, labels, max_relabels)]
         rows.extend(packed)
     return rows
 
