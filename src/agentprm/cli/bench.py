@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agentprm.cli.common import console, parse_int_list, write_summary
+from agentprm.cli.common import console, history_arg, parse_int_list, write_summary
 
 app = typer.Typer(help="Benchmarks (speed goals live here, not in timed tests).", no_args_is_help=True)
 
@@ -83,7 +83,7 @@ def bon(
     from agentprm.bench.bon import bench_bon
 
     result = bench_bon(policy, str(prm), parse_int_list(n), split, games, out, temperature, max_steps,
-                       None if history_window < 0 else history_window, max_new_tokens, workers)
+                       history_arg(history_window), max_new_tokens, workers)
     table = Table(title=f"Best-of-N on {split} ({result['games']} games)")
     for col in ("N", "success %", "#actions"):
         table.add_column(col, justify="right")

@@ -28,6 +28,11 @@ def parse_int_list(text: str) -> list[int]:
         raise ConfigError(f"expected a comma-separated list of integers, got {text!r}") from e
 
 
+def history_arg(history: int) -> int | None:
+    """A `--history` option's value as a history window: -1 means the whole history (None)."""
+    return None if history < 0 else history
+
+
 def build_config(cls: type, values: dict[str, Any], overrides: list[str] | None = None, drop_none: bool = True) -> Any:
     """A config dataclass from explicit CLI values plus `--set field=value` overrides, validated by
     pydantic so a bad value gives one line naming the field (the CLI mirrors the Python API: every

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from agentprm.agents.factory import make_agent, make_expert
+from agentprm.cli.common import history_arg
 from agentprm.envs.alfworld import DEFAULT_MAX_STEPS, ALFWorldEnv
 from agentprm.envs.experts import EXPERTS
 from agentprm.envs.games import GameSpec, find_games, sample_games
@@ -28,10 +29,6 @@ HistoryOpt = Annotated[int, typer.Option("--history", help="turns of history in 
                                           "models built from scratch are trained with)")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="sequences per forward pass")]
 InFlightOpt = Annotated[int, typer.Option("--in-flight", help="episodes played at once")]
-
-
-def _window(history: int) -> int | None:
-    return None if history < 0 else history
 
 
 def select_games(split: str, games: int | None, task_types: list[str] | None, seed: int) -> list[GameSpec]:
@@ -96,7 +93,7 @@ def rollout(
 ) -> None:
     """Sample trajectories from a policy (K repeats per game); rerunning continues where it stopped."""
     specs = select_games(split, games, task_type, seed)
-    agent = make_agent(policy, mode, temperature, top_p, max_new_tokens, _window(history_window), seed, batch_size,
+    agent = make_agent(policy, mode, temperature, top_p, max_new_tokens, history_arg(history_window), seed, batch_size,
                        explore=explore)
     plans = {g.game_id: ALFWorldEnv(g).walkthrough for g in specs} if reset_fraction > 0 else {}
     jobs = reset_distribution_jobs(specs, repeats, seed, reset_fraction, plans)
@@ -131,7 +128,7 @@ def evaluate(
     """Success overall and per task type (the paper's Table 1), #actions, non-admissible rate."""
     specs = select_games(split, games, task_type, seed)
     temp = bon_temperature if prm is not None and best_of > 1 else temperature
-    agent = make_agent(policy, mode, temp, 1.0, max_new_tokens, _window(history_window), seed, batch_size, prm,
+    agent = make_agent(policy, mode, temp, 1.0, max_new_tokens, history_arg(history_window), seed, batch_size, prm,
                        best_of)
     extra = {"command": "eval", "split": split, "games": len(specs), "mode": mode, "temperature": temp,
              "best_of": best_of, "prm": str(prm) if prm else None, "seed": seed, "max_steps": max_steps}
