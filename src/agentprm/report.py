@@ -73,7 +73,9 @@ def _diagnostics(run_dir: Path) -> list[str]:
     rows = []
     for it in sorted(run_dir.glob("iter*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0):
         t, p = _read(it / "targets" / "summary.json"), _read(it / "prm" / "summary.json")
-        steps = [h for h in _read_jsonl(it / "policy" / "metrics.jsonl") if "dpo/pairs" in h]
+        # a step re-run after a resume is logged again: keep its last record
+        log = {h["step"]: h for h in _read_jsonl(it / "policy" / "metrics.jsonl") if "dpo/pairs" in h}
+        steps = list(log.values())
         won, used = t.get("targets/episodes_won"), t.get("targets/episodes_used")
 
         def f(x: Any, fmt: str = ".3f") -> str:
