@@ -27,19 +27,26 @@ in resumes (rollouts and evals skip finished episodes, SFT/PRM/DPO restart from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentprm.bounds import Count, Discount, Fraction, NonNegative, NonNegInt, Positive, Probability
+from agentprm.envs.games import SPLITS, TASK_TYPES
 from agentprm.errors import ConfigError
+
+TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]
+Split = Literal[SPLITS]  # type: ignore[valid-type]
 
 
 class _Section(BaseModel):
@@ -47,93 +54,97 @@ class _Section(BaseModel):
 
 
 class DataSection(_Section):
-    train_split: str = Field("train", description="split for demonstrations and rollouts")
-    eval_split: str = Field("valid_seen", description="split for evaluation (valid_unseen for the paper's table)")
-    demo_expert: str = Field("walkthrough", description="demonstrator: walkthrough (game files' planner plans), "
+    train_split: Split = Field("train", description="split for demonstrations and rollouts")
+    eval_split: Split = Field("valid_seen", description="split for evaluation (valid_unseen for the paper's table)")
+    demo_expert: Literal["walkthrough", "handcoded", "planner"] = Field(
+        "walkthrough", description="demonstrator: walkthrough (game files' planner plans), "
                              "handcoded (alfworld's searching player) or planner")
-    demo_games: int | None = Field(None, description="train games played by the demonstrator (None: all)")
-    demo_noise: float = Field(0.0, description="DART: share of random actions the demonstrator takes, its own "
+    demo_games: Count | None = Field(None, description="train games played by the demonstrator (None: all)")
+    demo_noise: Fraction = Field(0.0, description="DART: share of random actions the demonstrator takes, its own "
                               "action kept as the label (train SFT with labels: auto)")
-    heldout_games: int = Field(0, description="train games kept out of demos and rollouts, for choosing "
+    heldout_games: NonNegInt = Field(0, description="train games kept out of demos and rollouts, for choosing "
                                "the iteration to keep (0: none; the last iteration is kept)")
-    rollout_games: int | None = Field(None, description="train games rolled out per iteration (None: all)")
-    eval_games: int | None = Field(None, description="evaluation games, a seeded sample (None: the whole split)")
-    task_types: list[str] | None = Field(None, description="restrict every stage to these task types")
-    max_steps: int = Field(30, description="turns per episode (the paper uses 30)")
-    workers: int | None = Field(None, description="environment worker processes (None: CPU cores)")
+    rollout_games: Count | None = Field(None, description="train games rolled out per iteration (None: all)")
+    eval_games: Count | None = Field(None, description="evaluation games, a seeded sample (None: the whole split)")
+    task_types: list[TaskType] | None = Field(None, description="restrict every stage to these task types")
+    max_steps: Count = Field(30, description="turns per episode (the paper uses 30)")
+    workers: Count | None = Field(None, description="environment worker processes (None: CPU cores)")
 
 
 class PolicySection(_Section):
-    mode: str = Field("generate", description="how policies answer: generate, constrained (only admissible "
+    mode: Literal["generate", "constrained", "score"] = Field(
+        "generate", description="how policies answer: generate, constrained (only admissible "
                       "commands) or score (likelihood ranking); in eval, rollouts, DAgger and the policy step")
-    history_window: int | None = Field(8, description="turns of history in every prompt (policy, PRM, SFT)")
+    history_window: NonNegInt | None = Field(8, description="turns of history in every prompt (policy, PRM, SFT)")
     cpu_bf16: bool = Field(False, description="act under bf16 autocast on the CPU (faster where the CPU has "
                            "AVX512-BF16/AMX)")
-    max_new_tokens: int = Field(48, description="answer budget when generating")
-    batch_size: int = Field(32, description="sequences per forward pass when acting")
-    in_flight: int = Field(64, description="episodes played at once (keeps generate batches large)")
+    max_new_tokens: Count = Field(48, description="answer budget when generating")
+    batch_size: Count = Field(32, description="sequences per forward pass when acting")
+    in_flight: Count = Field(64, description="episodes played at once (keeps generate batches large)")
 
 
 class SFTSection(_Section):
-    epochs: float = Field(1.0, description="passes over the demo turns")
-    lr: float = Field(5e-5, description="learning rate")
-    batch_size: int = Field(8, description="examples per step")
-    max_examples: int | None = Field(None, description="cap on demo turns (None: all)")
+    epochs: Positive = Field(1.0, description="passes over the demo turns")
+    lr: Positive = Field(5e-5, description="learning rate")
+    batch_size: Count = Field(8, description="examples per step")
+    max_examples: Count | None = Field(None, description="cap on demo turns (None: all)")
     extra: dict[str, Any] = Field(default_factory=dict, description="any other SFTConfig field")
 
 
 class DaggerSection(_Section):
-    rounds: int = Field(0, description="DAgger rounds after SFT (0: off): roll π out with the expert "
+    rounds: NonNegInt = Field(0, description="DAgger rounds after SFT (0: off): roll π out with the expert "
                         "beside it, relabel every state with the expert's action, retrain on the aggregate")
-    expert: str = Field("handcoded", description="teacher: handcoded or planner (privileged, ~1 s a step)")
-    games: int | None = Field(None, description="train games rolled out per round (None: all)")
-    temperature: float = Field(0.0, description="sampling temperature of the learner's rollouts")
-    epochs: float = Field(1.0, description="SFT passes over the aggregate per round (from the current π)")
-    lr: float | None = Field(None, description="learning rate of the round's SFT (None: sft.lr)")
-    max_relabels: int | None = Field(4, description="per learner episode, train on the first k states where the "
+    expert: Literal["handcoded", "planner"] = Field(
+        "handcoded", description="teacher: handcoded or planner (privileged, ~1 s a step)")
+    games: Count | None = Field(None, description="train games rolled out per round (None: all)")
+    temperature: NonNegative = Field(0.0, description="sampling temperature of the learner's rollouts")
+    epochs: Positive = Field(1.0, description="SFT passes over the aggregate per round (from the current π)")
+    lr: Positive | None = Field(None, description="learning rate of the round's SFT (None: sft.lr)")
+    max_relabels: Count | None = Field(4, description="per learner episode, train on the first k states where the "
                                      "expert disagrees (each costs a whole prompt; None: all)")
 
 
 class RolloutSection(_Section):
-    repeats: int = Field(4, description="episodes per game per iteration (MC visits)")
-    temperature: float = Field(1.0, description="sampling temperature for exploration")
-    reset_fraction: float = Field(
+    repeats: Count = Field(4, description="episodes per game per iteration (MC visits)")
+    temperature: NonNegative = Field(1.0, description="sampling temperature for exploration")
+    reset_fraction: Probability = Field(
         0.0, description="share of episodes started from a random state along the expert walkthrough")
     explore: bool = Field(False, description="sample with the exploration prompt (targets use the plain one)")
 
 
 class TargetsSection(_Section):
-    gamma: float = Field(0.95, description="discount in Eq. 1")
-    val_fraction: float = Field(0.1, description="share of games held out for PRM validation")
-    delta: float = Field(0.2, description="min Q̂ gap for Bradley–Terry pairs")
+    gamma: Discount = Field(0.95, description="discount in Eq. 1")
+    val_fraction: Fraction = Field(0.1, description="share of games held out for PRM validation")
+    delta: Probability = Field(0.2, description="min Q̂ gap for Bradley–Terry pairs")
     all_iterations: bool = Field(False, description="merge rollouts of all iterations so far")
 
 
 class PRMSection(_Section):
     model: str | None = Field(None, description="PRM backbone: a model spec, 'policy' (π_{i-1}, the policy "
                               "it judges) or None (the run's base model)")
-    loss: str = Field("soft-bce", description="soft-bce (Eq. 4) or bradley-terry (relative)")
-    epochs: float = Field(1.0, description="passes over the targets")
-    lr: float = Field(2e-5, description="learning rate")
-    batch_size: int = Field(8, description="examples per step")
+    loss: Literal["soft-bce", "bradley-terry"] = Field(
+        "soft-bce", description="soft-bce (Eq. 4) or bradley-terry (relative)")
+    epochs: Positive = Field(1.0, description="passes over the targets")
+    lr: Positive = Field(2e-5, description="learning rate")
+    batch_size: Count = Field(8, description="examples per step")
     extra: dict[str, Any] = Field(default_factory=dict, description="any other PRMConfig field")
 
 
 class PolicyStepSection(_Section):
-    method: str = Field("dpo", description="dpo (online DPO) or rejection")
-    beta: float = Field(0.1, description="DPO KL leash")
-    lr: float = Field(1e-5, description="learning rate")
-    steps: int = Field(50, description="optimizer steps")
-    batch_states: int = Field(8, description="states per step")
-    monitor_every: int = Field(0, description="real-success check every k steps (0: off)")
-    monitor_games: int = Field(8, description="held-back train games for the check")
+    method: Literal["dpo", "rejection"] = Field("dpo", description="dpo (online DPO) or rejection")
+    beta: Positive = Field(0.1, description="DPO KL leash")
+    lr: Positive = Field(1e-5, description="learning rate")
+    steps: Count = Field(50, description="optimizer steps")
+    batch_states: Count = Field(8, description="states per step")
+    monitor_every: NonNegInt = Field(0, description="real-success check every k steps (0: off)")
+    monitor_games: Count = Field(8, description="held-back train games for the check")
     extra: dict[str, Any] = Field(default_factory=dict, description="any other PolicyTrainConfig field")
 
 
 class EvalSection(_Section):
-    best_of: list[int] = Field(default_factory=lambda: [4], description="Best-of-N sizes evaluated each iteration "
+    best_of: list[Count] = Field(default_factory=lambda: [4], description="Best-of-N sizes evaluated each iteration "
                                "(with heldout games: on the kept iteration only)")
-    bon_temperature: float = Field(1.0, description="sampling temperature for Best-of-N")
+    bon_temperature: NonNegative = Field(1.0, description="sampling temperature for Best-of-N")
 
 
 class RunConfig(_Section):
@@ -141,8 +152,8 @@ class RunConfig(_Section):
     model: str = Field("smollm2", description="base model spec (smollm2, tiny, a folder, a hub id), or "
                        "scratch:SIZE to build one from this run's demos (tiny, small, medium)")
     policy: str | None = Field(None, description="start from this π0 instead of running SFT")
-    iterations: int = Field(1, description="AgentPRM iterations K")
-    seed: int = Field(0, description="seed for sampling games and generation")
+    iterations: NonNegInt = Field(1, description="AgentPRM iterations K")
+    seed: NonNegInt = Field(0, description="seed for sampling games and generation")
     device: str | None = Field(None, description="cuda, cpu or None (auto)")
     data: DataSection = Field(default_factory=DataSection)
     policy_args: PolicySection = Field(default_factory=PolicySection, alias="acting")
@@ -157,47 +168,71 @@ class RunConfig(_Section):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """YAML file plus dotted `key=value` overrides (e.g. `sft.lr=1e-4`), validated."""
-    p = Path(path)
-    if not p.is_file():
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """YAML file plus dotted `key=value` overrides (e.g. `sft.lr=1e-4`), validated with bounds, so a
+    bad value stops the run before its first stage with one line naming the field, value and range."""
+    from agentprm.cli.common import parse_set_value, validation_line
+
+    p = Path(path) if path is not None else Path("(defaults)")
+    if path is not None and not p.is_file():
         raise ConfigError(f"no config file at {p}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {} if path is not None else {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of config keys, got {type(data).__name__}")
     for item in overrides or []:
         key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r}: expected key=value")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. sft.lr=1e-4")
         node = data
         *parents, leaf = key.split(".")
-        for k in parents:
+        for depth, k in enumerate(parents):
             node = node.setdefault(k, {})
-        node[leaf] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(parents[: depth + 1])} is a value, not a section")
+        node[leaf] = parse_set_value(raw)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        raise ConfigError(f"{p}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from e
+        line = validation_line(e.errors()[0], config_keys())
+        raise ConfigError(f"{p}{' + --set' if overrides else ''}: {line}") from e
 
 
-def describe_config() -> str:
-    """Every field with its default and description, as commented YAML (`agentprm train --show-config`)."""
+def config_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key of the run config (sections and fields), for 'did you mean' hints."""
+    keys: list[str] = []
+    for name, f in (model or RunConfig).model_fields.items():
+        key = prefix + (f.alias or name)
+        keys.append(key)
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+            keys += config_keys(f.annotation, key + ".")
+    return keys
+
+
+def describe_config(cfg: RunConfig | None = None) -> str:
+    """The config as commented YAML (`agentprm train --show-config`): every field with its value and
+    description; with a resolved `cfg`, a value that differs from the default is marked `# changed`
+    (default shown), so a user sees what their file and `--set` actually changed."""
     lines: list[str] = []
 
-    def walk(model: type[BaseModel], indent: str) -> None:
+    def walk(model: type[BaseModel], values: BaseModel | None, indent: str) -> None:
         for name, f in model.model_fields.items():
             key = f.alias or name
             ann = f.annotation
             if isinstance(ann, type) and issubclass(ann, BaseModel):
                 lines.append(f"{indent}{key}:")
-                walk(ann, indent + "  ")
+                walk(ann, getattr(values, name) if values is not None else None, indent + "  ")
                 continue
             default = f.get_default(call_default_factory=True)
-            lines.append(f"{indent}{key}: {json.dumps(default)}  # {f.description or ''}")
+            value = getattr(values, name) if values is not None else default
+            mark = f"[changed; default {json.dumps(default)}] " if value != default else ""
+            lines.append(f"{indent}{key}: {json.dumps(value)}  # {mark}{f.description or ''}")
 
-    walk(RunConfig, "")
+    walk(RunConfig, cfg, "")
     return "\n".join(lines) + "\n"
 
 
@@ -205,7 +240,13 @@ def describe_config() -> str:
 
 
 class RunState:
-    """state.json: the finished stages (in order) and their wall-clock seconds; written atomically."""
+    """state.json: the finished stages (in order) and their wall-clock seconds; written atomically.
+
+    Seconds are summed over every attempt at a stage: while a stage runs, a heartbeat records its
+    elapsed time every few seconds under "running", so an attempt that is killed still counts when
+    the rerun finishes the stage (to within one heartbeat)."""
+
+    HEARTBEAT_S = 10.0
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / "state.json"
@@ -213,15 +254,57 @@ class RunState:
         if self.path.is_file():
             try:
                 self.data = json.loads(self.path.read_text())
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ConfigError(f"{self.path} is corrupt ({e}); move it away to restart the run") from e
+        self.data.setdefault("attempts", {})
+        killed = self.data.pop("running", None)
+        if killed:  # the last attempt at that stage never finished: keep its time for the rerun
+            partial = self.data.setdefault("partial", {})
+            partial[killed["stage"]] = partial.get(killed["stage"], 0.0) + killed["seconds"]
+        self._lock = threading.Lock()
 
     def is_done(self, stage: str) -> bool:
         return stage in self.data["done"]
 
+    def earlier_seconds(self, stage: str) -> float:
+        """Seconds spent on `stage` by attempts that did not finish (0 when it never ran before)."""
+        return float(self.data.get("partial", {}).get(stage, 0.0))
+
+    @contextlib.contextmanager
+    def running(self, stage: str) -> Iterator[None]:
+        """Count this attempt at `stage`: its elapsed seconds are saved every HEARTBEAT_S until it ends."""
+        with self._lock:
+            self.data["attempts"][stage] = self.data["attempts"].get(stage, 0) + 1
+            self.data["running"] = {"stage": stage, "seconds": 0.0}
+            self._write()
+        t0, stop = time.perf_counter(), threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.HEARTBEAT_S):
+                with self._lock:
+                    if self.data.get("running", {}).get("stage") == stage:
+                        self.data["running"]["seconds"] = round(time.perf_counter() - t0, 1)
+                        self._write()
+
+        thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat:{stage}")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     def mark_done(self, stage: str, seconds: float) -> None:
-        self.data["done"].append(stage)
-        self.data["seconds"][stage] = round(seconds, 1)
+        """`seconds` of the attempt that finished; earlier attempts' seconds are added to it."""
+        with self._lock:
+            self.data["done"].append(stage)
+            self.data["seconds"][stage] = round(seconds + self.earlier_seconds(stage), 1)
+            self.data.get("partial", {}).pop(stage, None)
+            if self.data.get("running", {}).get("stage") == stage:
+                del self.data["running"]
+            self._write()
+
+    def _write(self) -> None:
         tmp = self.path.with_name(f".state.json.tmp{os.getpid()}")
         tmp.write_text(json.dumps(self.data, indent=2))
         os.replace(tmp, self.path)
@@ -260,15 +343,23 @@ def prepare_run_dir(cfg: RunConfig, force: bool = False) -> Path:
 
 
 def run_stages(stages: list[tuple[str, Callable[[], Any]]], state: RunState, log: Callable[[str], None]) -> None:
-    for name, fn in stages:
+    """Run the stages not yet done, in order, each announced as "stage k/N" with a one-line summary."""
+    total = len(stages)
+    done = [name for name, _ in stages if state.is_done(name)]
+    if done:
+        log(f"[bold]resuming[/bold] {state.path.parent}: {len(done)} of {total} stages done "
+            f"(last: {done[-1]}); finished work is reused")
+    for k, (name, fn) in enumerate(stages, 1):
         if state.is_done(name):
-            log(f"[dim]✓ {name} (done)[/dim]")
             continue
-        log(f"[bold]▶ {name}[/bold]")
+        earlier = state.earlier_seconds(name)
+        again = f" (again; {earlier:.0f}s spent before)" if earlier else ""
+        log(f"[bold]▶ stage {k}/{total}: {name}[/bold]{again}")
         t0 = time.perf_counter()
-        fn()
+        with state.running(name):
+            fn()
         state.mark_done(name, time.perf_counter() - t0)
-        log(f"[green]✓ {name}[/green] in {state.data['seconds'][name]:.0f}s")
+        log(f"[green]✓ stage {k}/{total}: {name}[/green] in {state.data['seconds'][name]:.0f}s")
 
 
 # -- the stages -----------------------------------------------------------------------------------
@@ -354,7 +445,7 @@ class Run:
 
         d = self.cfg.data
         games = self._games(d.train_split, d.demo_games)
-        agent, in_env = make_expert(d.demo_expert, games, d.demo_noise, self.cfg.seed)
+        agent, in_env, games = make_expert(d.demo_expert, games, d.demo_noise, self.cfg.seed)
         self._play(agent, make_jobs(games), self.dir / "demos", f"{agent.policy_id} demos",
                    {"stage": "demos", "expert": d.demo_expert}, expert=in_env)
 
@@ -393,12 +484,17 @@ class Run:
         self._play(agent, make_jobs(games, 1, self.cfg.seed + r), self.dir / f"dagger{r}" / "rollouts",
                    f"DAgger round {r}", {"stage": f"dagger{r}/rollouts"}, expert=g.expert)
 
-    def dagger_sft(self, r: int) -> None:
+    def dagger_sft_config(self, r: int) -> Any:
         """Retrain from the current policy on the aggregate: demos + every round's relabelled states."""
         g = self.cfg.dagger
         data = [self.dir / "demos", *(self.dir / f"dagger{k}" / "rollouts" for k in range(1, r + 1))]
-        self._sft(str(self.sft_dir(r - 1) / "model"), data, self.sft_dir(r), labels="auto", epochs=g.epochs,
-                  lr=g.lr or self.cfg.sft.lr, max_relabels=g.max_relabels)
+        return self.sft_config(str(self.sft_dir(r - 1) / "model"), data, self.sft_dir(r), labels="auto",
+                               epochs=g.epochs, lr=g.lr or self.cfg.sft.lr, max_relabels=g.max_relabels)
+
+    def dagger_sft(self, r: int) -> None:
+        from agentprm.train.sft import train_sft
+
+        train_sft(self.dagger_sft_config(r))
 
     def _eval_games(self) -> list[Any]:
         return self._games(self.cfg.data.eval_split, self.cfg.data.eval_games, salt=1, balanced=True)
@@ -440,28 +536,35 @@ class Run:
                                                 "heldout_games": self.cfg.data.heldout_games})
 
     def rollouts(self, i: int) -> None:
-        from agentprm.envs.alfworld import ALFWorldEnv
+        from agentprm.envs.alfworld import read_walkthroughs
         from agentprm.rollout import reset_distribution_jobs
 
         r = self.cfg.rollout
         games = self._games(self.cfg.data.train_split, self.cfg.data.rollout_games, salt=100 + i)
         agent = self._lm(self.policy_dir(i - 1), r.temperature, r.explore)
-        plans = {g.game_id: ALFWorldEnv(g).walkthrough for g in games} if r.reset_fraction > 0 else {}
+        plans = read_walkthroughs(games) if r.reset_fraction > 0 else {}
         jobs = reset_distribution_jobs(games, r.repeats, self.cfg.seed + 1000 * i, r.reset_fraction, plans)
         self._play(agent, jobs, self.dir / f"iter{i}" / "rollouts", f"rollouts of pi{i - 1}", {"stage": "rollouts"})
 
-    def targets(self, i: int) -> None:
-        from agentprm.targets import TargetsConfig, build_targets
+    def targets_config(self, i: int) -> Any:
+        from agentprm.cli.common import build_config
+        from agentprm.targets import TargetsConfig
 
         t = self.cfg.targets
         first = 1 if t.all_iterations else i
         rollouts = [str(self.dir / f"iter{k}" / "rollouts" / "trajectories.jsonl") for k in range(first, i + 1)]
-        build_targets(TargetsConfig(rollouts=rollouts, out=str(self.dir / f"iter{i}" / "targets"), gamma=t.gamma,
-                                    val_fraction=t.val_fraction, delta=t.delta, seed=self.cfg.seed))
+        return build_config(TargetsConfig, {"rollouts": rollouts, "out": str(self.dir / f"iter{i}" / "targets"),
+                                            "gamma": t.gamma, "val_fraction": t.val_fraction, "delta": t.delta,
+                                            "seed": self.cfg.seed}, drop_none=False)
 
-    def prm(self, i: int) -> None:
+    def targets(self, i: int) -> None:
+        from agentprm.targets import build_targets
+
+        build_targets(self.targets_config(i))
+
+    def prm_config(self, i: int) -> Any:
         from agentprm.cli.common import build_config
-        from agentprm.train.prm import PRMConfig, train_prm
+        from agentprm.train.prm import PRMConfig
 
         p = self.cfg.prm
         model = self.policy_dir(i - 1) if p.model == "policy" else p.model or self.base_model
@@ -469,11 +572,16 @@ class Run:
                   "out": str(self.prm_dir(i)), "loss": p.loss, "epochs": p.epochs, "lr": p.lr,
                   "batch_size": p.batch_size, "history_window": self.cfg.policy_args.history_window,
                   "seed": self.cfg.seed, "device": self.cfg.device or "auto", **p.extra}
-        train_prm(build_config(PRMConfig, values, drop_none=False))
+        return build_config(PRMConfig, values, drop_none=False)
 
-    def policy_step(self, i: int) -> None:
+    def prm(self, i: int) -> None:
+        from agentprm.train.prm import train_prm
+
+        train_prm(self.prm_config(i))
+
+    def policy_config(self, i: int) -> Any:
         from agentprm.cli.common import build_config
-        from agentprm.train.dpo import PolicyTrainConfig, train_policy
+        from agentprm.train.dpo import PolicyTrainConfig
 
         p = self.cfg.policy_step
         values = {"policy": self.policy_dir(i - 1), "prm": str(self.prm_dir(i)),
@@ -485,7 +593,29 @@ class Run:
                   "mode": self.cfg.policy_args.mode,
                   "max_steps_per_episode": self.cfg.data.max_steps, "seed": self.cfg.seed,
                   "device": self.cfg.device, **p.extra}
-        train_policy(build_config(PolicyTrainConfig, values, drop_none=False), show_progress=self.show)
+        return build_config(PolicyTrainConfig, values, drop_none=False)
+
+    def policy_step(self, i: int) -> None:
+        from agentprm.train.dpo import train_policy
+
+        train_policy(self.policy_config(i), show_progress=self.show)
+
+    def check(self) -> None:
+        """Build every stage's config now (the `extra` sections included), so a bad value fails before
+        the first stage runs instead of when its stage is reached; nothing is read or written."""
+        builds: list[tuple[str, Callable[[], Any]]] = []
+        if self.cfg.policy is None:
+            builds.append(("sft", lambda: self.sft_config(self.base_model, [self.dir / "demos"], self.sft_dir(0))))
+            if self.cfg.dagger.rounds:
+                builds.append(("dagger", lambda: self.dagger_sft_config(1)))
+        if self.cfg.iterations:
+            builds += [("targets", lambda: self.targets_config(1)), ("prm", lambda: self.prm_config(1)),
+                       ("policy_step", lambda: self.policy_config(1))]
+        for section, build in builds:
+            try:
+                build()
+            except ConfigError as e:
+                raise ConfigError(f"run config, section {section} (its extra values included): {e}") from e
 
     def stages(self) -> list[tuple[str, Callable[[], Any]]]:
         held = self.cfg.data.heldout_games > 0
@@ -533,7 +663,9 @@ def train(cfg: RunConfig, show: bool = True, force: bool = False) -> Path:
     from rich.console import Console
 
     console = Console()
+    runner = Run(cfg, show)
+    runner.check()
     run = prepare_run_dir(cfg, force)
     state = RunState(run)
-    run_stages(Run(cfg, show).stages(), state, console.print if show else (lambda _: None))
+    run_stages(runner.stages(), state, console.print if show else (lambda _: None))
     return run / "report.md"

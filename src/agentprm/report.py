@@ -170,10 +170,12 @@ def write_report(run_dir: Path) -> Path:
     lines += _diagnostics(run_dir)
     state = run_dir / "state.json"
     if state.is_file():
-        secs = json.loads(state.read_text())["seconds"]
-        lines += ["", "## Wall-clock per stage", "", "| stage | seconds |", "|---|---:|"]
-        lines += [f"| {k} | {v:.0f} |" for k, v in secs.items()]
-        lines += [f"| **total** | **{sum(secs.values()):.0f}** |"]
+        data = json.loads(state.read_text())
+        secs, attempts = data["seconds"], data.get("attempts", {})
+        lines += ["", "## Wall-clock per stage (all attempts summed)", "", "| stage | seconds | attempts |",
+                  "|---|---:|---:|"]
+        lines += [f"| {k} | {v:.0f} | {attempts.get(k, 1)} |" for k, v in secs.items()]
+        lines += [f"| **total** | **{sum(secs.values()):.0f}** | |"]
     plots += sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("iter*/prm/calibration.png"))
     plots += sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("iter*/targets/q_histogram.png"))
     plots += sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("iter*/policy/reward_hacking.png"))

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agentprm.atomic import write_json
+from agentprm.bounds import Discount, Fraction, NonNegInt, Probability
 from agentprm.contexts import contexts_from_episode, history_from_json, history_to_json
 from agentprm.errors import ConfigError
 from agentprm.prompts import TurnContext
@@ -87,13 +88,13 @@ class TargetsConfig:
     """Trajectory JSONL files or folders (searched recursively for *.jsonl); all are merged."""
     out: str
     """Output folder (created); existing files of the same names are replaced."""
-    gamma: float = 0.95
+    gamma: Discount = 0.95
     """Discount of Eq. 1: the action t turns before the end gets γ^(T−1−t) of the outcome."""
-    val_fraction: float = 0.1
+    val_fraction: Fraction = 0.1
     """Expected share of *games* held out for validation (split by a hash of game_id)."""
-    delta: float = 0.2
+    delta: Probability = 0.2
     """Minimum Q̂ gap between two actions at the same state for a Bradley–Terry pair."""
-    history_window: int | None = None
+    history_window: NonNegInt | None = None
     """Turns of history stored per row (None: all). Keys always use the full history."""
     seed: int = 0
     """Salt of the game hash: another seed gives another (still deterministic) split."""

@@ -33,29 +33,57 @@ def history_arg(history: int) -> int | None:
     return None if history < 0 else history
 
 
+def parse_set_value(raw: str) -> Any:
+    """The value of a `--set KEY=VALUE` as YAML (numbers, lists, null), except that a `#` stays text:
+    YAML would read ` #...` as a comment and silently drop the rest of the value."""
+    import yaml
+
+    if "#" in raw:
+        return raw.strip()
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw.strip()
+
+
+def validation_line(err: dict[str, Any], valid_keys: list[str] | None = None) -> str:
+    """One pydantic error as `field = value: what is wrong` (plus the nearest valid keys for an
+    unknown one), so a user sees the field, the value and the allowed range in one line."""
+    import difflib
+
+    where = ".".join(str(x) for x in err["loc"])
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        near = difflib.get_close_matches(where, valid_keys or [], n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(near)}?" if near else ""
+        return f"unknown key {where!r}{hint}"
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, dict | list) or len(repr(value)) < 60 else type(value).__name__
+    return f"{where} = {shown}: {err['msg']}"
+
+
 def build_config(cls: type, values: dict[str, Any], overrides: list[str] | None = None, drop_none: bool = True) -> Any:
     """A config dataclass from explicit CLI values plus `--set field=value` overrides, validated by
-    pydantic so a bad value gives one line naming the field (the CLI mirrors the Python API: every
-    field of the dataclass is reachable from the command line). `drop_none`: a None value means "not
-    given" (CLI options); the run loop passes False, since its None values are settings (e.g. the
-    whole history)."""
+    pydantic so a bad value gives one line naming the field, the value and the allowed range (the CLI
+    mirrors the Python API: every field of the dataclass is reachable from the command line).
+    `drop_none`: a None value means "not given" (CLI options); the run loop passes False, since its
+    None values are settings (e.g. the whole history)."""
     import dataclasses
+    import difflib
 
-    import yaml
     from pydantic import TypeAdapter, ValidationError
 
     from agentprm.errors import ConfigError
 
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = sorted(f.name for f in dataclasses.fields(cls))
     merged = {k: v for k, v in values.items() if v is not None or not drop_none}
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or key not in fields:
-            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}")
-        merged[key] = yaml.safe_load(raw)
+            near = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join(near)}? " if near and sep else ""
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE; {hint}fields: {', '.join(fields)}")
+        merged[key] = parse_set_value(raw)
     try:
         return TypeAdapter(cls).validate_python(merged)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"{cls.__name__}.{where}: {err['msg']}") from e
+        raise ConfigError(f"{cls.__name__}: {validation_line(e.errors()[0], fields)}") from e

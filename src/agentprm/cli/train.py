@@ -118,7 +118,8 @@ def train_policy(
 def train(
     config: Annotated[Path | None, typer.Option("--config", help="run config (YAML)")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="dotted key=value, e.g. sft.lr=1e-4")] = None,
-    show_config: Annotated[bool, typer.Option("--show-config", help="print every field with its default")] = False,
+    show_config: Annotated[bool, typer.Option(
+        "--show-config", help="print the resolved config (file + --set), every field described, and exit")] = False,
     force: Annotated[bool, typer.Option("--force", help="resume with a changed config")] = False,
 ) -> None:
     """The whole AgentPRM loop (SFT π0 → K × (rollouts → targets → PRM → DPO → eval) → report.md); resumable."""
@@ -127,7 +128,8 @@ def train(
     from agentprm.loop import train as run_train
 
     if show_config:
-        console.print(describe_config(), highlight=False, markup=False, soft_wrap=True)
+        resolved = load_config(config, overrides) if config is not None or overrides else None
+        console.print(describe_config(resolved), highlight=False, markup=False, soft_wrap=True)
         return
     if config is None:
         raise ConfigError("give --config FILE (see configs/ and `agentprm train --show-config`)")

@@ -22,9 +22,10 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from annotated_types import Ge
 from rich.progress import Progress
 from transformers import get_scheduler
 
@@ -37,6 +38,7 @@ from agentprm.agents.policy import (
     encode_prompt,
 )
 from agentprm.atomic import replace_dir, save_figure, save_model, temp_dir_for, write_json
+from agentprm.bounds import Count, NonNegative, NonNegInt, Positive
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
 from agentprm.models import resolve_model
@@ -55,38 +57,38 @@ class PolicyTrainConfig:
     """Trajectory files/folders whose turns are the training states."""
     out: str
     """Output folder: model/ (the kept policy), checkpoint/, metrics.jsonl, summary.json, plots."""
-    method: str = "dpo"
+    method: Literal["dpo", "rejection"] = "dpo"
     """"dpo" (online DPO, 2 samples per state) or "rejection" (sample N, fine-tune on the PRM's best)."""
-    beta: float = 0.1
+    beta: Positive = 0.1
     """DPO temperature: larger keeps π closer to the reference."""
-    lr: float = 1e-5
+    lr: Positive = 1e-5
     """AdamW learning rate (linear decay after warm-up)."""
-    steps: int = 50
+    steps: Count = 50
     """Optimizer steps."""
-    batch_states: int = 8
+    batch_states: Count = 8
     """States per optimizer step."""
-    samples: int | None = None
+    samples: Annotated[int, Ge(2)] | None = None
     """Answers sampled per state (None: 2 for dpo, 4 for rejection). DPO pairs the PRM's best and worst
     distinct actions among them: more samples, more states with a pair when the policy is peaked."""
-    mode: str = "generate"
+    mode: Literal["generate", "constrained", "score"] = "generate"
     """How the policy samples its answers: generate, constrained or score (see agents.policy)."""
-    temperature: float = 1.0
+    temperature: NonNegative = 1.0
     """Sampling temperature for the pairs."""
-    max_new_tokens: int = 48
-    history_window: int | None = 8
+    max_new_tokens: Count = 48
+    history_window: NonNegInt | None = 8
     """Must match what the policy was trained with."""
-    min_margin: float = 0.0
+    min_margin: NonNegative = 0.0
     """Drop DPO pairs whose PRM scores differ by no more than this."""
-    warmup_steps: int = 0
-    monitor_every: int = 0
+    warmup_steps: NonNegInt = 0
+    monitor_every: NonNegInt = 0
     """Evaluate real success every k steps (0: off; then the final weights are kept)."""
-    monitor_games: int = 8
+    monitor_games: Count = 8
     """Held-back train games for the monitor (the last games of a seeded shuffle of `monitor_split`)."""
     monitor_split: str = "train"
-    early_stop_patience: int | None = None
+    early_stop_patience: Count | None = None
     """Stop after this many monitor evaluations without a new best (None: never)."""
-    max_steps_per_episode: int = 30
-    workers: int | None = None
+    max_steps_per_episode: Count = 30
+    workers: Count | None = None
     seed: int = 0
     device: str | None = None
     dtype: str | None = None

@@ -31,7 +31,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import (
@@ -44,6 +44,7 @@ from transformers import (
 
 from agentprm.agents.policy import DEFAULT_HISTORY_WINDOW, encode_answer, encode_pair, encode_prompt
 from agentprm.atomic import save_model
+from agentprm.bounds import Count, Fraction, NonNegative, NonNegInt, Positive
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
 from agentprm.models import load_causal_lm, load_tokenizer
@@ -71,53 +72,53 @@ class SFTConfig:
     """Run folder: checkpoints/, model/ (the final model), summary.json."""
     model: str = "smollm2"
     """Starting model spec (see `models.resolve_model`)."""
-    epochs: float = 3.0
+    epochs: Positive = 3.0
     """Passes over the training examples (ignored when max_steps > 0)."""
     max_steps: int = -1
     """Optimizer steps to stop at (-1: use epochs). Resuming continues up to this total."""
-    lr: float = 5e-5
+    lr: Positive = 5e-5
     """Peak learning rate (cosine decay after warmup); ~2e-4 suits LoRA."""
-    warmup: float = 0.03
+    warmup: NonNegative = 0.03
     """Warmup as a fraction of all steps (< 1) or a number of steps (>= 1)."""
-    weight_decay: float = 0.0
+    weight_decay: NonNegative = 0.0
     """AdamW weight decay."""
-    batch_size: int = 8
+    batch_size: Count = 8
     """Examples per device batch."""
-    grad_accum: int = 4
+    grad_accum: Count = 4
     """Batches per optimizer step (effective batch = batch_size × grad_accum)."""
-    max_length: int = 2048
+    max_length: Count = 2048
     """Longest prompt+answer in tokens; longer examples are dropped (counted in the summary)."""
-    val_fraction: float = 0.1
+    val_fraction: Fraction = 0.1
     """Fraction of *games* held out for validation (0: no validation)."""
-    history_window: int | None = DEFAULT_HISTORY_WINDOW
+    history_window: NonNegInt | None = DEFAULT_HISTORY_WINDOW
     """Previous turns in each prompt; must match the policy's `history_window`."""
-    save_steps: int = 200
+    save_steps: Count = 200
     """Checkpoint every this many optimizer steps."""
-    save_total_limit: int = 2
+    save_total_limit: Count = 2
     """Checkpoints kept (oldest deleted)."""
-    eval_steps: int = 200
+    eval_steps: Count = 200
     """Validation loss every this many optimizer steps."""
-    logging_steps: int = 10
+    logging_steps: Count = 10
     """Train loss logged every this many optimizer steps (and after the first)."""
     seed: int = 0
     """Seeds the game split, shuffling, dropout and LoRA init."""
-    max_examples: int | None = None
+    max_examples: Count | None = None
     """Cap on training examples after the split (smoke runs); None: all."""
     lora: bool = False
     """Train LoRA adapters on all linear layers instead of every weight; merged before saving."""
-    lora_r: int = 16
+    lora_r: Count = 16
     """LoRA rank."""
     lora_alpha: int = 32
     """LoRA scale numerator (scale = alpha / r)."""
-    observation_loss: float = 0.0
+    observation_loss: NonNegative = 0.0
     """Weight of an auxiliary language-model loss on the prompt tokens (observations, task): more to
     learn from each sequence for a model built from scratch; 0 for pretrained LMs."""
-    labels: str = "taken"
+    labels: Literal["taken", "expert", "auto"] = "taken"
     """"taken" (actions of won episodes), "expert" (expert labels at every labelled state; DAgger) or
     "auto" (per episode: expert labels when it has any, else taken; DAgger aggregates with demos)."""
     pack: bool = True
     """Train on whole episodes as one sequence when the prompt style allows it (see module docstring)."""
-    max_relabels: int | None = None
+    max_relabels: Count | None = None
     """Per episode, keep only the first k turns whose label differs from the action taken (each is a
     whole prompt of its own, the costly part of DAgger data; the first deviations are where the
     learner goes wrong). None: all."""

@@ -1,0 +1,29 @@
+"""Value ranges for config fields, shared by the run config (pydantic) and the stage configs (dataclasses).
+
+Why annotations and not checks in each stage: a bad value must be caught before the first stage of a
+run starts, not when its stage is reached an hour later. Both `loop.RunConfig` and the stage
+dataclasses are validated by pydantic (`cli.common.build_config`), which reads these bounds, so one
+`Annotated` type says the range once and every entry point (CLI, `--set`, run YAML) enforces it with a
+message that names the field, the value and the range.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from annotated_types import Ge, Gt, Le, Lt
+
+Count = Annotated[int, Ge(1)]
+"""At least one (batch sizes, steps, games, workers)."""
+NonNegInt = Annotated[int, Ge(0)]
+"""Zero or more (iterations, rounds, held-out games, 'every k steps' with 0 meaning off)."""
+Positive = Annotated[float, Gt(0)]
+"""Strictly positive (learning rates, epochs, DPO beta)."""
+NonNegative = Annotated[float, Ge(0)]
+"""Zero or more (temperatures: 0 is greedy; weights that 0 turns off)."""
+Fraction = Annotated[float, Ge(0), Lt(1)]
+"""A share that must leave something over (validation fractions, noise)."""
+Probability = Annotated[float, Ge(0), Le(1)]
+"""A share in [0, 1] (reset fraction, Q-gaps)."""
+Discount = Annotated[float, Gt(0), Le(1)]
+"""A discount factor γ in (0, 1]."""
