@@ -46,7 +46,7 @@ def test_a_few_minutes_of_sft_imitates_the_expert_on_held_out_games(alfworld_roo
     test = stratified_games(games, TEST_GAMES, seed=123)
     held = {g.game_id for g in test}
     demo_games = stratified_games([g for g in games if g.game_id not in held], DEMO_GAMES, seed=0)
-    agent, in_env = make_expert("handcoded", demo_games + test)
+    agent, in_env, _ = make_expert("handcoded", demo_games + test)
     demos = run_rollouts(agent, make_jobs(demo_games), tmp_path / "demos.jsonl", workers=2, show_progress=False,
                          expert=in_env)
     assert sum(ep.won for ep in demos) >= DEMO_GAMES // 2

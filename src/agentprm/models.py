@@ -6,8 +6,10 @@ Specs:
   ordinary model (the GGUF quantizer markers are cleared, otherwise save/Trainer refuse it).
 - "tiny": a randomly initialised 2-layer llama-style LM with SmolLM2's real tokenizer, built from a
   config in seconds; for tests and smoke runs. Seeded, so every process builds the same weights.
-- a local folder (any `from_pretrained` checkpoint, e.g. our own runs) or a hub id (offline works
-  from the local HF cache), or a path to a .gguf file.
+- a local folder (any `from_pretrained` checkpoint, e.g. our own runs), a path to a .gguf file, or a
+  hub id, which is read from the local HF cache only: nothing is ever downloaded (the machines this
+  runs on have no hub access, and a mistyped folder such as `pi0/model` must fail at once, not hang
+  on the network).
 
 Device and dtype are chosen here (GPU: bf16; CPU: fp32) and can be overridden.
 """
@@ -173,7 +175,16 @@ def model_dir(spec: str) -> tuple[Path | str, str | None]:
         return p, None
     if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         raise ModelLoadError(f"no model at {spec!r}: give smollm2, tiny, a model folder, a .gguf or a hub id")
-    return spec, None  # hub id: from_pretrained resolves it (offline from the local HF cache)
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(spec, "config.json"), str):
+        raise ModelLoadError(f"no model at {spec!r}: not a folder here, and not a hub model in the local "
+                             "Hugging Face cache (nothing is downloaded); check the path")
+    return spec, None  # hub id in the local HF cache; from_pretrained reads it with local_files_only
+
+
+def _load_error(spec: str, what: str, e: Exception) -> ModelLoadError:
+    return ModelLoadError(f"cannot load {what} {spec!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
 
 
 def load_tokenizer(spec: str) -> Any:
@@ -181,9 +192,10 @@ def load_tokenizer(spec: str) -> Any:
 
     where, gguf = model_dir(spec)
     try:
-        tok = AutoTokenizer.from_pretrained(where, gguf_file=gguf) if gguf else AutoTokenizer.from_pretrained(where)
+        tok = (AutoTokenizer.from_pretrained(where, gguf_file=gguf) if gguf
+               else AutoTokenizer.from_pretrained(where, local_files_only=True))
     except Exception as e:
-        raise ModelLoadError(f"cannot load the tokenizer of {spec!r}: {str(e).splitlines()[0]}") from e
+        raise _load_error(spec, "the tokenizer of", e) from e
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -195,13 +207,13 @@ def load_causal_lm(spec: str, device: str | None = None, dtype: str | None = Non
 
     where, gguf = model_dir(spec)
     dev = pick_device(device)
-    kwargs: dict[str, Any] = {"dtype": pick_dtype(dev, dtype)}
+    kwargs: dict[str, Any] = {"dtype": pick_dtype(dev, dtype), "local_files_only": True}
     if gguf:
         kwargs["gguf_file"] = gguf
     try:
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     except Exception as e:
-        raise ModelLoadError(f"cannot load model {spec!r}: {str(e).splitlines()[0]}") from e
+        raise _load_error(spec, "model", e) from e
     if gguf:
         _clear_gguf_markers(model)
     return model.to(dev).eval()

@@ -56,7 +56,7 @@ def reset_distribution_jobs(
     jobs = []
     for job in make_jobs(games, repeats, seed):
         if fraction > 0 and rng.random() < fraction:
-            plan = walkthroughs[job.game.game_id]
+            plan = walkthroughs.get(job.game.game_id, [])  # none: its game file was unreadable
             if len(plan) > 1:
                 job = Job(job.game, job.repeat, tuple(plan[: rng.randint(1, len(plan) - 1)]), job.seed)
         jobs.append(job)

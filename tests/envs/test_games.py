@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,28 @@ def test_missing_data_and_bad_names_raise_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(DataNotFoundError, match="unknown task type"):
         find_games("train", ["pick_and_fly"])
     assert len(TASK_TYPES) == 6
+
+
+def test_damaged_game_files_cost_one_game_each(alfworld_root, tmp_path, monkeypatch):
+    """An empty game file is skipped when games are listed; one with bytes that are not UTF-8 is
+    dropped (with a warning) by the walkthrough reader instead of aborting the whole command."""
+    import shutil
+
+    from agentprm.agents.factory import make_expert
+
+    src = find_games("valid_seen")[:3]
+    for g in src:
+        dest = tmp_path / "json_2.1.1" / "valid_seen" / Path(g.path).parent.parent.name / Path(g.path).parent.name
+        dest.mkdir(parents=True)
+        shutil.copy(g.path, dest / "game.tw-pddl")
+    monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path))
+    copies = sorted(tmp_path.glob("json_2.1.1/valid_seen/*/*/game.tw-pddl"))
+    copies[0].write_bytes(b"")
+    copies[1].write_bytes(b'{"walkthrough": ["go to caf\xe9"]}')
+    with pytest.warns(UserWarning, match="skipping empty game file"):
+        games = find_games("valid_seen")
+    assert len(games) == 2
+    with pytest.warns(UserWarning, match="skipping game valid_seen/.*utf-8"):
+        agent, in_env, playable = make_expert("walkthrough", games)
+    assert in_env is None and [g.path for g in playable] == [str(copies[2])]
+    assert list(agent.plans) == [playable[0].game_id]

@@ -96,6 +96,16 @@ def test_save_load_round_trip(prm: PRM, tmp_path: Path) -> None:
     assert not list((tmp_path / "prm").rglob("*.bin")) and not list((tmp_path / "prm").rglob("*.pt"))
     with pytest.raises(ModelLoadError, match=r"no prm\.json"):
         PRM.load(tmp_path / "prm" / "backbone")
+    head = tmp_path / "prm" / "head.safetensors"
+    head.write_bytes(head.read_bytes()[:20])  # a crash mid-copy
+    with pytest.raises(ModelLoadError, match=r"head\.safetensors is corrupt"):
+        PRM.load(tmp_path / "prm", device="cpu")
+    head.unlink()
+    with pytest.raises(ModelLoadError, match=r"head\.safetensors is missing"):
+        PRM.load(tmp_path / "prm", device="cpu")
+    (tmp_path / "prm" / "prm.json").write_bytes(b"\xff{")
+    with pytest.raises(ModelLoadError, match=r"prm\.json is corrupt"):
+        PRM.load(tmp_path / "prm", device="cpu")
 
 
 def write_rollouts(path: Path) -> None:

@@ -134,3 +134,6 @@ def test_corrupt_checkpoints(demos: str, tiny_model: str, tmp_path: Path) -> Non
         load_causal_lm(str(out / "model"))
     with pytest.raises(ModelLoadError):
         load_causal_lm(str(tmp_path / "no_such_model"))
+    # a mistyped relative folder looks like a hub id: it must fail offline at once, never go online
+    with pytest.raises(ModelLoadError, match="not a hub model in the local Hugging Face cache"):
+        load_causal_lm("no_such_run/model")

@@ -34,18 +34,22 @@ def make_agent(
 
 
 
-def make_expert(kind: str, games: list[Any], noise: float = 0.0, seed: int = 0) -> tuple[Agent, str | None]:
-    """(agent, expert to run inside the env) for a demonstrator: "walkthrough" replays the game files'
-    plans; "handcoded" and "planner" act with the expert that runs beside the game (envs.experts),
-    taking a random admissible action with probability `noise` (DART; the expert's label is kept)."""
+def make_expert(
+    kind: str, games: list[Any], noise: float = 0.0, seed: int = 0
+) -> tuple[Agent, str | None, list[Any]]:
+    """(agent, expert to run inside the env, the games it can play) for a demonstrator: "walkthrough"
+    replays the game files' plans (a game whose file cannot be read is dropped with a warning);
+    "handcoded" and "planner" act with the expert that runs beside the game (envs.experts), taking a
+    random admissible action with probability `noise` (DART; the expert's label is kept)."""
     from agentprm.errors import ConfigError
 
     if kind == "walkthrough":
         if noise:
             raise ConfigError("noise needs an expert that can relabel the states it leads to: handcoded or planner")
-        from agentprm.envs.alfworld import ALFWorldEnv
+        from agentprm.envs.alfworld import read_walkthroughs
 
-        return ExpertAgent({g.game_id: ALFWorldEnv(g).walkthrough for g in games}), None
+        plans = read_walkthroughs(games)
+        return ExpertAgent(plans), None, [g for g in games if g.game_id in plans]
     if kind not in DEMONSTRATORS:
         raise ConfigError(f"unknown expert {kind!r}; choose one of {', '.join(DEMONSTRATORS)}")
-    return EnvExpertAgent(kind, noise, seed), kind
+    return EnvExpertAgent(kind, noise, seed), kind, list(games)

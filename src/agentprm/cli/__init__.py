@@ -30,13 +30,26 @@ app.command("train-policy")(train.train_policy)
 app.command("train")(train.train)
 
 
+def _fail(message: str) -> None:
+    from rich.markup import escape
+
+    console_err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit code 2."""
     try:
         app()
     except AgentPRMError as e:
-        console_err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(e))
+    except (PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError) as e:
+        # A path the user gave (or a folder under it) cannot be written or is the wrong kind of
+        # thing: the user can fix that, so one line, not a traceback. Other OSErrors stay bugs.
+        what = {PermissionError: "permission denied", FileExistsError: "exists and is not a folder",
+                NotADirectoryError: "a file is in the way of a folder", IsADirectoryError: "is a folder"}
+        why = next(text for kind, text in what.items() if isinstance(e, kind))
+        _fail(f"{e.filename}: {why}" + (f" (while writing {e.filename2})" if e.filename2 else ""))
     except KeyboardInterrupt:
         console_err.print("interrupted; finished work is saved, rerun the same command to resume")
         sys.exit(130)

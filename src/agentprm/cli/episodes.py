@@ -9,7 +9,7 @@ import typer
 
 from agentprm.agents.factory import make_agent, make_expert
 from agentprm.cli.common import history_arg
-from agentprm.envs.alfworld import DEFAULT_MAX_STEPS, ALFWorldEnv
+from agentprm.envs.alfworld import DEFAULT_MAX_STEPS, read_walkthroughs
 from agentprm.envs.experts import EXPERTS
 from agentprm.envs.games import GameSpec, find_games, sample_games
 from agentprm.errors import ConfigError
@@ -57,7 +57,7 @@ def expert(
 ) -> None:
     """Play an expert; its won episodes are the demonstrations for SFT (and InversePRM)."""
     specs = select_games(split, games, task_type, seed)
-    agent, in_env = make_expert(kind, specs, noise, seed)
+    agent, in_env, specs = make_expert(kind, specs, noise, seed)
     extra = {"command": "expert", "expert": kind, "noise": noise, "split": split, "games": len(specs), "seed": seed,
              "max_steps": max_steps}
     play_and_report(agent, make_jobs(specs), out, f"{agent.policy_id} on {split}", workers, max_steps, extra,
@@ -95,7 +95,7 @@ def rollout(
     specs = select_games(split, games, task_type, seed)
     agent = make_agent(policy, mode, temperature, top_p, max_new_tokens, history_arg(history_window), seed, batch_size,
                        explore=explore)
-    plans = {g.game_id: ALFWorldEnv(g).walkthrough for g in specs} if reset_fraction > 0 else {}
+    plans = read_walkthroughs(specs) if reset_fraction > 0 else {}
     jobs = reset_distribution_jobs(specs, repeats, seed, reset_fraction, plans)
     extra = {"command": "rollout", "split": split, "games": len(specs), "repeats": repeats, "mode": mode,
              "temperature": temperature, "reset_fraction": reset_fraction, "explore": explore, "seed": seed,

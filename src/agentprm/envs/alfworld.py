@@ -9,6 +9,7 @@ grammar already holds the task text.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
@@ -67,9 +68,9 @@ class ALFWorldEnv:
     @cached_property
     def game_data(self) -> dict[str, Any]:
         try:
-            with open(self.game.path) as f:
+            with open(self.game.path, encoding="utf-8") as f:
                 return json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:  # ValueError: bad JSON, bytes that are not UTF-8
             raise DataNotFoundError(f"cannot read game file {self.game.path}: {e}") from e
 
     @property
@@ -144,3 +145,15 @@ class ALFWorldEnv:
             self._env.close()
             engine_cache.release_lib(self._env)
             self._env = None
+
+
+def read_walkthroughs(games: Sequence[GameSpec]) -> dict[str, list[str]]:
+    """Every game's walkthrough by game id. A game whose file cannot be read (empty, not UTF-8, not
+    JSON, no walkthrough) is left out with a warning, so one damaged file costs one game, not the run."""
+    plans: dict[str, list[str]] = {}
+    for g in games:
+        try:
+            plans[g.game_id] = ALFWorldEnv(g).walkthrough
+        except (DataNotFoundError, KeyError, TypeError) as e:
+            warnings.warn(f"skipping game {g.game_id}: {e}", stacklevel=2)
+    return plans

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,9 @@ def find_games(
         task_folder, trial = path.parent.parent.name, path.parent.name
         task_type = task_type_of(task_folder)
         if task_types and task_type not in task_types:
+            continue
+        if path.stat().st_size == 0:  # a truncated copy; the engine would fail on it mid-run
+            warnings.warn(f"skipping empty game file {path}", stacklevel=2)
             continue
         games.append(GameSpec(f"{split}/{task_folder}/{trial}", split, task_type, str(path)))
     if not games:

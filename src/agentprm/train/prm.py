@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from torch import nn
 
 from agentprm.agents.policy import run_after_prompts
 from agentprm.atomic import replace_dir, temp_dir_for, write_json
+from agentprm.bounds import Count, Fraction, NonNegative, NonNegInt, Positive
 from agentprm.errors import ConfigError, ModelLoadError
 from agentprm.models import load_causal_lm, load_tokenizer, pick_device
 from agentprm.prompts import TurnContext, build_messages, format_answer, prompt_style
@@ -202,6 +203,7 @@ class PRM(nn.Module):
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, dtype: str | None = None) -> PRM:
         """A saved PRM; `path` may also be a `train_prm` output folder (its model/ is used)."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -209,11 +211,21 @@ class PRM(nn.Module):
             path = path / "model"
         if not (path / "prm.json").is_file():
             raise ModelLoadError(f"no PRM at {path} (no prm.json); give a folder written by PRM.save/train_prm")
-        meta = json.loads((path / "prm.json").read_text())
-        if meta.get("format") != PRM_FORMAT or int(meta.get("version", 0)) > PRM_VERSION:
+        try:
+            meta = json.loads((path / "prm.json").read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelLoadError(f"{path}/prm.json is corrupt ({e}); retrain the PRM or restore the file") from e
+        if not isinstance(meta, dict) or meta.get("format") != PRM_FORMAT or int(meta.get("version", 0)) > PRM_VERSION:
             raise ModelLoadError(f"{path}/prm.json is not an {PRM_FORMAT} v<={PRM_VERSION} record")
         prm = cls.from_spec(str(path / "backbone"), device, dtype, meta["history_window"], meta["max_length"])
-        prm.head.load_state_dict(load_file(path / "head.safetensors", device=str(prm.device)))
+        head = path / "head.safetensors"
+        try:
+            prm.head.load_state_dict(load_file(head, device=str(prm.device)))
+        except FileNotFoundError as e:
+            raise ModelLoadError(f"{head} is missing; retrain the PRM or restore the file") from e
+        except (SafetensorError, RuntimeError, OSError, ValueError) as e:  # bad header, wrong shapes
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ModelLoadError(f"{head} is corrupt or from another PRM ({first}); retrain or restore it") from e
         return prm
 
 
@@ -257,32 +269,32 @@ class PRMConfig:
     """Run folder: model/, checkpoint/, calibration.png, summary.json, config.json."""
     model: str = "smollm2"
     """Backbone spec for `models.load_causal_lm` ("smollm2", "tiny", a folder, a hub id)."""
-    loss: str = "soft-bce"
+    loss: Literal["soft-bce", "bradley-terry"] = "soft-bce"
     """"soft-bce" (Eq. 4 on Q̂; calibrated) or "bradley-terry" (same-state pairs; ranking only)."""
-    epochs: int = 1
-    lr: float = 1e-5
+    epochs: Count = 1
+    lr: Positive = 1e-5
     """Peak learning rate (AdamW), shared by backbone and head."""
-    weight_decay: float = 0.0
+    weight_decay: NonNegative = 0.0
     scheduler: str = "cosine"
     """Any `transformers.get_scheduler` name."""
-    warmup_ratio: float = 0.05
+    warmup_ratio: Fraction = 0.05
     """Share of all optimizer steps spent warming up."""
-    batch_size: int = 8
+    batch_size: Count = 8
     """Sequences (soft-bce: a row, or a whole packed episode) or pairs (bradley-terry, i.e. 2×
     sequences) per optimizer step."""
-    eval_batch_size: int = 32
-    max_length: int = 1024
+    eval_batch_size: Count = 32
+    max_length: Count = 1024
     """Tokens kept per sequence (cut from the left; the answer is never cut)."""
-    history_window: int | None = None
+    history_window: NonNegInt | None = None
     """Previous turns shown in the prompt (None: all); saved with the PRM and reused at scoring."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: Positive = 1.0
     eval_each_epoch: bool = True
     """Validate after every epoch (else once at the end)."""
     seed: int = 0
     device: str = "auto"
     dtype: str = "fp32"
     """Master-weight dtype; on CUDA the forward passes run under bf16 autocast anyway."""
-    max_rows: int | None = None
+    max_rows: Count | None = None
     """Use at most this many training (and validation) examples, a seeded sample; for smoke runs."""
     pack: bool = True
     """soft-bce with the "episode" prompt style and the whole history: train on whole episodes, every
