@@ -12,6 +12,7 @@ from agentprm.envs.alfworld import ALFWorldEnv
 from agentprm.envs.games import find_games
 from agentprm.envs.pool import EnvPool
 from agentprm.envs.scripted import make_faulty_env, scripted_game, scripted_solution
+from agentprm.evaluation import summarize
 from agentprm.rollout import make_jobs, play, reset_distribution_jobs, run_rollouts
 from agentprm.trajectory import read_episodes
 
@@ -153,6 +154,9 @@ def test_a_run_with_a_killed_worker_retries_its_episodes_and_reports_every_win(a
     assert [ep.attempts for ep in eps] == [2, 1, 2]  # worker 0 hosted the first and third game
     assert sorted(read_episodes(out), key=eps.index) == eps  # as written, in finishing order
     assert len(out.read_text().splitlines()) == 3  # the lost attempts left no records
+    summary = summarize(eps)
+    assert (summary["eval/won"], summary["eval/success"], summary["eval/failed"], summary["eval/retried"]) == (
+        3, 1.0, 0, 2)
 
 
 class _Counting(ExpertAgent):
@@ -183,5 +187,6 @@ def test_a_rerun_replays_failed_episodes_and_readers_see_one_record_per_id(alfwo
     assert eps == [first, second.model_copy(update={"attempts": 4})]
     assert len(out.read_text().splitlines()) == 3  # appended, the failed record kept on disk
     assert list(read_episodes(out)) == eps  # one record per id, the retry in the failed one's place
+    assert summarize(eps)["eval/failed"] == 0
     again = _Counting(plans)
     assert run_rollouts(again, jobs, out, workers=0, show_progress=False) == eps and again.turns == {}
