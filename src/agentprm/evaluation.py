@@ -144,17 +144,21 @@ def bar_chart(summary: dict[str, Any], path: Path, title: str) -> None:
 def play_and_report(
     agent: Any, jobs: list[Any], out: Path, title: str, workers: int | None, max_steps: int,
     extra: dict[str, Any], max_in_flight: int = 64, show: bool = True, expert: str | None = None,
+    retries: int | None = None,
 ) -> dict[str, Any]:
     """Play the jobs (resuming), then write summary.json, results.md, success.png; print the table.
-    `expert` runs that expert beside every game (its actions recorded as labels)."""
+    `expert` runs that expert beside every game (its actions recorded as labels); `retries`: replays
+    of an episode lost to an env fault (None: rollout.DEFAULT_RETRIES)."""
     import time
 
-    from agentprm.rollout import run_rollouts
+    from agentprm.rollout import DEFAULT_RETRIES, run_rollouts
 
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    episodes = run_rollouts(agent, jobs, out / "trajectories.jsonl", workers, max_steps, max_in_flight, show, expert)
-    summary = {**summarize(episodes), **extra, "policy_id": agent.policy_id,
+    retries = DEFAULT_RETRIES if retries is None else retries
+    episodes = run_rollouts(agent, jobs, out / "trajectories.jsonl", workers, max_steps, max_in_flight, show, expert,
+                            retries)
+    summary = {**summarize(episodes), **extra, "retries": retries, "policy_id": agent.policy_id,
                "wall_s": round(time.perf_counter() - start, 2)}
     write_json(out / "summary.json", summary)
     (out / "results.md").write_text(markdown_table(summary, title))
