@@ -1,11 +1,12 @@
-"""The report's per-iteration diagnostics read what each stage wrote (the DPO log is metrics.jsonl)."""
+"""report.md: per-iteration diagnostics read what each stage wrote (the DPO log is metrics.jsonl), and
+the agents table reports failed episodes as failed."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from agentprm.report import _diagnostics
+from agentprm.report import _diagnostics, _table
 
 
 def test_iteration_row_reads_targets_prm_and_the_dpo_log(tmp_path: Path) -> None:
@@ -21,3 +22,29 @@ def test_iteration_row_reads_targets_prm_and_the_dpo_log(tmp_path: Path) -> None
     row = _diagnostics(tmp_path)[-1]
     # pairs (4+6)/2 = 5.0, gap (0.02+0.04)/2 = 0.03, margin (0.1+0.3)/2 = 0.2, KL at the last step 0.75
     assert row == "| iter1 | 3/10 | 0.250 | 40 | 0.800 | 0.300 | 0.050 | 5.0 | 0.03 | 0.200 | 0.75 |"
+
+
+def _summary(won: int, episodes: int, failed: int, success: float) -> dict:
+    return {"split": "valid_seen", "eval/episodes": episodes, "eval/won": won, "eval/failed": failed,
+            "eval/success": success, "eval/mean_actions": 5.0, "eval/non_admissible_rate": 0.0,
+            "per_task_type": {"Pick": {"episodes": episodes, "failed": failed, "won": won, "success": success,
+                                       "mean_actions": 5.0}}}
+
+
+def test_report_table_shows_failed_episodes_apart_from_losses() -> None:
+    rows = [("pi0", _summary(4, 4, 0, 1.0)), ("pi1", _summary(3, 4, 1, 1.0))]
+    lines = _table(rows, "")
+    assert "| won | failed | #actions |" in lines[2]
+    assert lines[4].startswith("| π0 | 100.0 | 100.0 | – |") and "| 4/4 | 0 |" in lines[4]
+    assert lines[5].startswith("| π1 | 100.0 | 100.0 | – |") and "| 3/3 | 1 |" in lines[5]  # not 75 %, not 3/4
+    (warning,) = [line for line in lines if "warning" in line]
+    assert "π1: 1 of 4 episodes failed" in warning and "over the 3 that finished" in warning
+    clean = _table(rows[:1], "")
+    assert "failed" not in "\n".join(clean) and clean[-1].endswith("| 4/4 | 5.0 | 0.0 % |")
+
+
+def test_report_reads_a_summary_written_when_failed_episodes_counted_as_losses() -> None:
+    old = _summary(5, 8, 3, 5 / 8)  # eval/success of the old summarize: failed counted as lost
+    del old["per_task_type"]["Pick"]["failed"]  # per type, the old summary cannot tell them apart
+    line = _table([("pi0", old)], "")[4]
+    assert line.startswith("| π0 | 100.0 | 62.5 |") and "| 5/5 | 3 |" in line

@@ -1,11 +1,20 @@
-"""Rollouts: reset-distribution starts and the play loop on real games."""
+"""Rollouts: reset-distribution starts, the play loop on real games, and episodes lost to env faults
+(replayed within the run, bounded; scripted faults for the edge cases, a killed worker on real games)."""
 
 from __future__ import annotations
 
-from agentprm.agents.base import ExpertAgent
+import multiprocessing
+import os
+import signal
+
+from agentprm.agents.base import AgentOutput, ExpertAgent
 from agentprm.envs.alfworld import ALFWorldEnv
 from agentprm.envs.games import find_games
-from agentprm.rollout import make_jobs, reset_distribution_jobs, run_rollouts
+from agentprm.envs.pool import EnvPool
+from agentprm.envs.scripted import make_faulty_env, scripted_game, scripted_solution
+from agentprm.evaluation import summarize
+from agentprm.rollout import make_jobs, play, reset_distribution_jobs, run_rollouts
+from agentprm.trajectory import read_episodes
 
 
 def test_reset_distribution_is_seeded_and_stays_inside_the_walkthrough(alfworld_root):
@@ -66,3 +75,118 @@ def test_different_prefixes_reaching_the_same_observation_stay_different_states(
     c1, c2 = contexts_from_episode(first)[0], contexts_from_episode(second)[0]
     assert c1.observation == c2.observation  # both arrived at the same place and see the same thing
     assert state_key(c1) != state_key(c2)  # but got there differently: not one state
+
+
+# ----------------------------------------------------------------------------- env faults: retries
+
+
+class _FaultyScriptedAgent:
+    """Plays each scripted game's solution, but sends the game's magic command (crash/raise) at turn 0:
+    every time for the games in `always`, the first time only for those in `once`."""
+
+    policy_id = "scripted"
+
+    def __init__(self, always: dict[str, str] | None = None, once: dict[str, str] | None = None):
+        self.always, self.once = always or {}, dict(once or {})
+
+    def act(self, contexts):
+        outs = []
+        for c in contexts:
+            t = len(c.history)
+            action = self.always.get(c.game_id) or (self.once.pop(c.game_id, None) if t == 0 else None)
+            outs.append(AgentOutput(action or scripted_solution(c.game_id)[t]))
+        return outs
+
+
+def _play_scripted(agent, games: int, workers: int, retries: int = 2):
+    got = {}
+    with EnvPool(workers, make_faulty_env, timeout_s=30) as pool:
+        play(agent, make_jobs([scripted_game(i) for i in range(games)]), pool,
+             lambda ep: got.__setitem__(ep.game_id, ep), retries=retries)
+        restarts = pool.num_restarts
+    return got, restarts
+
+
+def test_an_episode_whose_worker_crashed_is_replayed_from_its_start_and_wins():
+    got, restarts = _play_scripted(_FaultyScriptedAgent(once={"scripted/0": "crash"}), games=2, workers=2)
+    assert restarts == 1
+    assert [(ep.won, ep.failed, ep.attempts) for ep in got.values()] == [(True, None, 1), (True, None, 2)]
+    replayed = got["scripted/0"]
+    assert [s.action for s in replayed.steps] == scripted_solution("scripted/0")  # nothing of the lost attempt
+
+
+def test_retries_are_bounded_and_an_episode_failing_every_time_is_recorded_failed():
+    always = {"scripted/0": "raise"}  # an engine error on every attempt (raise: only that episode fails)
+    got, _ = _play_scripted(_FaultyScriptedAgent(always), games=2, workers=0)
+    bad, good = got["scripted/0"], got["scripted/1"]
+    assert (bad.won, bad.attempts, bad.steps) == (False, 3, [])  # 1 + 2 retries, the default
+    assert bad.failed.startswith("RuntimeError: scripted failure in game scripted/0")
+    assert (good.won, good.failed, good.attempts) == (True, None, 1)
+    got, _ = _play_scripted(_FaultyScriptedAgent(always), games=1, workers=0, retries=0)
+    assert got["scripted/0"].attempts == 1 and got["scripted/0"].failed
+
+
+class _WorkerKiller:
+    """An expert that SIGKILLs env worker 0 (a real process) just before its `at`-th turn, once."""
+
+    def __init__(self, expert: ExpertAgent, at: int):
+        self.expert, self.at, self.calls, self.killed = expert, at, 0, None
+        self.policy_id = expert.policy_id
+
+    def act(self, contexts):
+        self.calls += 1
+        if self.calls == self.at:
+            (worker,) = [p for p in multiprocessing.active_children() if p.name == "envpool-0"]
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.join(5)
+            self.killed = worker.exitcode
+        return self.expert.act(contexts)
+
+
+def test_a_run_with_a_killed_worker_retries_its_episodes_and_reports_every_win(alfworld_root, tmp_path):
+    games = [g for g in find_games("valid_seen", ["pick_and_place_simple"]) if len(ALFWorldEnv(g).walkthrough) >= 4][:3]
+    plans = {g.game_id: ALFWorldEnv(g).walkthrough for g in games}
+    agent = _WorkerKiller(ExpertAgent(plans), at=3)  # two turns in: every episode is in flight
+    out = tmp_path / "t.jsonl"
+    eps = run_rollouts(agent, make_jobs(games), out, workers=2, show_progress=False)
+    assert agent.killed == -9
+    assert [(ep.won, ep.failed, ep.num_steps) for ep in eps] == [(True, None, len(plans[g.game_id])) for g in games]
+    assert [ep.attempts for ep in eps] == [2, 1, 2]  # worker 0 hosted the first and third game
+    assert sorted(read_episodes(out), key=eps.index) == eps  # as written, in finishing order
+    assert len(out.read_text().splitlines()) == 3  # the lost attempts left no records
+    summary = summarize(eps)
+    assert (summary["eval/won"], summary["eval/success"], summary["eval/failed"], summary["eval/retried"]) == (
+        3, 1.0, 0, 2)
+
+
+class _Counting(ExpertAgent):
+    """An ExpertAgent that counts the turns it plays per game."""
+
+    def __init__(self, plans):
+        super().__init__(plans)
+        self.turns: dict[str, int] = {}
+
+    def act(self, contexts):
+        for c in contexts:
+            self.turns[c.game_id] = self.turns.get(c.game_id, 0) + 1
+        return super().act(contexts)
+
+
+def test_a_rerun_replays_failed_episodes_and_readers_see_one_record_per_id(alfworld_root, tmp_path):
+    games = find_games("valid_seen", ["look_at_obj_in_light"])[:2]
+    plans = {g.game_id: ALFWorldEnv(g).walkthrough for g in games}
+    out, jobs = tmp_path / "t.jsonl", make_jobs(games)
+    first, second = run_rollouts(ExpertAgent(plans), jobs, out, workers=0, show_progress=False)
+    # what a run whose worker crashed on every attempt leaves for the second episode
+    lost = second.model_copy(update={"won": False, "steps": second.steps[:1], "attempts": 3,
+                                     "failed": "episode lost with worker 0: worker 0 crashed (exit code -9)"})
+    out.write_text(first.to_json() + "\n" + lost.to_json() + "\n")
+    agent = _Counting(plans)
+    eps = run_rollouts(agent, jobs, out, workers=0, show_progress=False)
+    assert agent.turns == {games[1].game_id: len(plans[games[1].game_id])}  # the failed one only, from its start
+    assert eps == [first, second.model_copy(update={"attempts": 4})]
+    assert len(out.read_text().splitlines()) == 3  # appended, the failed record kept on disk
+    assert list(read_episodes(out)) == eps  # one record per id, the retry in the failed one's place
+    assert summarize(eps)["eval/failed"] == 0
+    again = _Counting(plans)
+    assert run_rollouts(again, jobs, out, workers=0, show_progress=False) == eps and again.turns == {}

@@ -1,4 +1,4 @@
-"""Trajectory JSONL: round trip, corrupt records, crash-safe appends, version checks."""
+"""Trajectory JSONL: round trip, corrupt records, crash-safe appends, version checks, one record per id."""
 
 from __future__ import annotations
 
@@ -31,19 +31,41 @@ def test_round_trip(tmp_path):
     back = list(read_episodes(path))
     assert back == eps
     line = json.loads(path.read_text().splitlines()[0])
-    assert line["format"] == "agentprm.trajectory" and line["version"] == 2 and line["num_steps"] == 2
+    assert line["format"] == "agentprm.trajectory" and line["version"] == 3 and line["num_steps"] == 2
+    assert line["attempts"] == 1
 
 
-def test_version_1_records_still_read(tmp_path):
-    data = json.loads(make_episode(0).to_json())
-    data["version"] = 1
-    del data["prefix_observations"]
-    for step in data["steps"]:
+def test_version_1_and_2_records_still_read(tmp_path):
+    v2 = json.loads(make_episode(0).to_json())
+    v2["version"] = 2
+    del v2["attempts"]
+    v1 = {**json.loads(json.dumps(v2)), "version": 1, "episode_id": "g1#0"}
+    del v1["prefix_observations"]
+    for step in v1["steps"]:
         del step["expert_action"]
-    path = tmp_path / "v1.jsonl"
-    path.write_text(json.dumps(data) + "\n")
-    (ep,) = read_episodes(path)
-    assert ep.prefix_observations == [] and ep.steps[0].expert_action is None and ep.num_steps == 2
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(v2) + "\n" + json.dumps(v1) + "\n")
+    new, old = read_episodes(path)
+    assert new.attempts == 1 and new.prefix_observations == make_episode(0).prefix_observations
+    assert old.attempts == 1 and old.prefix_observations == [] and old.steps[0].expert_action is None
+    assert old.num_steps == 2
+
+
+def test_a_later_record_of_an_id_replaces_the_earlier_one_in_its_place(tmp_path):
+    """What a rerun leaves: a failed record, then its retry appended under the same id."""
+    path = tmp_path / "t.jsonl"
+    failed = make_episode(0, won=False).model_copy(update={"failed": "worker 1 crashed (exit code -9)",
+                                                           "attempts": 3})
+    retried = make_episode(0).model_copy(update={"attempts": 4})
+    with TrajectoryWriter(path) as w:
+        for ep in (failed, make_episode(1), retried):
+            w.write(ep)
+    assert len(path.read_text().splitlines()) == 3  # append-only: the failed record is still on disk
+    assert list(read_episodes(path)) == [retried, make_episode(1)]
+    other = tmp_path / "other" / "t.jsonl"  # the same id in another file is another episode
+    with TrajectoryWriter(other) as w:
+        w.write(failed)
+    assert [ep.failed for ep in load_episodes([path, other])] == [None, None, failed.failed]
 
 
 def test_corrupt_line_is_named_or_skipped(tmp_path):

@@ -1,7 +1,13 @@
 """Success metrics the way the paper reports them (Table 1), and the files a result leaves behind.
 
-A failed episode (worker crash) counts as a loss; a cut-off one too. "#actions" is the mean number
-of turns per episode; the non-admissible rate is over all actions taken.
+A cut-off episode counts as a loss. A *failed* one (the environment could not serve it, even after the
+rollout's retries: see rollout.py) does not: its outcome is unknown, and counting it as a loss makes an
+agent look worse for a worker crash (a run of 8 games the expert all wins read 5/8 after one worker
+was killed). So success, "#actions" and the non-admissible rate are over the episodes that finished,
+and every table shows "won" as won/finished, adds a "failed" column and a warning line whenever an
+episode failed: leaving failed episodes out can still bias the figure (a long episode is likelier to
+meet a crash), so the reader must see how many there were, and that a rerun retries them.
+"#actions" is the mean number of turns per episode; the non-admissible rate is over all actions taken.
 """
 
 from __future__ import annotations
@@ -14,60 +20,104 @@ from agentprm.envs.games import TASK_SHORT, TASK_TYPES
 from agentprm.trajectory import Episode
 
 
-def summarize(episodes: list[Episode]) -> dict[str, Any]:
-    """Namespaced metrics: overall and per task type success, #actions, non-admissible rate."""
-    n = len(episodes)
-    steps = sum(ep.num_steps for ep in episodes)
-    bad = sum(not s.admissible for ep in episodes for s in ep.steps)
-    per_type: dict[str, dict[str, float]] = {}
-    for t in TASK_TYPES:
-        eps = [ep for ep in episodes if ep.task_type == t]
-        if eps:
-            per_type[TASK_SHORT[t]] = {
-                "episodes": len(eps),
-                "won": sum(ep.won for ep in eps),
-                "success": sum(ep.won for ep in eps) / len(eps),
-                "mean_actions": sum(ep.num_steps for ep in eps) / len(eps),
-            }
+def _counts(episodes: list[Episode]) -> dict[str, Any]:
+    """Episodes, failed, won, success and mean actions of a group; the rates over finished episodes."""
+    finished = [ep for ep in episodes if ep.failed is None]
+    won = sum(ep.won for ep in finished)
     return {
-        "eval/episodes": n,
-        "eval/won": sum(ep.won for ep in episodes),
-        "eval/success": sum(ep.won for ep in episodes) / n if n else 0.0,
-        "eval/mean_actions": steps / n if n else 0.0,
+        "episodes": len(episodes),
+        "failed": len(episodes) - len(finished),
+        "won": won,
+        "success": won / len(finished) if finished else 0.0,
+        "mean_actions": sum(ep.num_steps for ep in finished) / len(finished) if finished else 0.0,
+    }
+
+
+def summarize(episodes: list[Episode]) -> dict[str, Any]:
+    """Namespaced metrics: overall and per task type success, #actions, non-admissible rate (each over
+    the finished episodes), how many failed, and how many needed more than one attempt."""
+    finished = [ep for ep in episodes if ep.failed is None]
+    steps = sum(ep.num_steps for ep in finished)
+    bad = sum(not s.admissible for ep in finished for s in ep.steps)
+    per_type = {TASK_SHORT[t]: _counts([ep for ep in episodes if ep.task_type == t])
+                for t in TASK_TYPES if any(ep.task_type == t for ep in episodes)}
+    total = _counts(episodes)
+    return {
+        "eval/episodes": total["episodes"],
+        "eval/finished": len(finished),
+        "eval/won": total["won"],
+        "eval/success": total["success"],
+        "eval/mean_actions": total["mean_actions"],
         "eval/non_admissible_rate": bad / steps if steps else 0.0,
-        "eval/failed": sum(ep.failed is not None for ep in episodes),
-        "eval/truncated": sum(ep.truncated for ep in episodes),
+        "eval/failed": total["failed"],
+        "eval/retried": sum(ep.attempts > 1 for ep in episodes),
+        "eval/truncated": sum(ep.truncated for ep in finished),
         "per_task_type": per_type,
     }
 
 
-def table_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(column, success %, won/episodes, mean actions) rows: All first, then Table 1's order."""
-    rows = [("All", f"{100 * summary['eval/success']:.1f}", f"{summary['eval/won']}/{summary['eval/episodes']}",
-             f"{summary['eval/mean_actions']:.1f}")]
+def _row(name: str, r: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    finished = r["episodes"] - r.get("failed", 0)
+    success = f"{100 * r['success']:.1f}" if finished else "–"
+    return name, success, f"{r['won']}/{finished}", str(r.get("failed", 0)), f"{r['mean_actions']:.1f}"
+
+
+def table_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(task, success %, won/finished, failed, mean actions) rows: All first, then Table 1's order.
+    Success is over the finished episodes ("–" when none finished); see the module docstring."""
+    total = {"episodes": summary["eval/episodes"], "failed": summary.get("eval/failed", 0),
+             "won": summary["eval/won"], "success": summary["eval/success"],
+             "mean_actions": summary["eval/mean_actions"]}
+    rows = [_row("All", total)]
     for name in ("Pick", "Clean", "Heat", "Cool", "Look", "Pick2"):
         r = summary["per_task_type"].get(name)
         if r:
-            rows.append((name, f"{100 * r['success']:.1f}", f"{r['won']}/{r['episodes']}", f"{r['mean_actions']:.1f}"))
+            rows.append(_row(name, r))
     return rows
 
 
-def success_table(summary: dict[str, Any], title: str) -> Any:
-    """The same rows as a rich table, for the terminal."""
-    from rich.table import Table
+def failure_note(summary: dict[str, Any]) -> str | None:
+    """The warning every table carries when episodes failed (None when none did)."""
+    failed, n = summary.get("eval/failed", 0), summary["eval/episodes"]
+    if not failed:
+        return None
+    return (f"warning: {failed} of {n} episodes failed (the environment could not serve them, even after "
+            f"retries); success is over the {n - failed} that finished, not counting them as losses. "
+            "Rerun the same command to retry them.")
 
+
+def _columns(summary: dict[str, Any]) -> tuple[list[str], list[int]]:
+    """Column names and which fields of `table_rows` to show: "failed" only when an episode failed."""
+    if summary.get("eval/failed", 0):
+        return ["task", "success %", "won", "failed", "#actions"], [0, 1, 2, 3, 4]
+    return ["task", "success %", "won", "#actions"], [0, 1, 2, 4]
+
+
+def success_table(summary: dict[str, Any], title: str) -> Any:
+    """The same rows as a rich table, for the terminal, followed by the failure warning if any (a
+    line of its own: as the table's caption it would wrap to the table's width)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    names, keep = _columns(summary)
     table = Table(title=title)
-    for col in ("task", "success %", "won", "#actions"):
+    for col in names:
         table.add_column(col, justify="left" if col == "task" else "right")
     for row in table_rows(summary):
-        table.add_row(*row)
-    return table
+        table.add_row(*(row[i] for i in keep))
+    note = failure_note(summary)
+    return Group(table, Text(note, style="bold yellow")) if note else table
 
 
 def markdown_table(summary: dict[str, Any], title: str = "") -> str:
+    names, keep = _columns(summary)
     lines = [f"### {title}", ""] if title else []
-    lines += ["| task | success % | won | #actions |", "|---|---:|---:|---:|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in table_rows(summary)]
+    lines += ["| " + " | ".join(names) + " |", "|---|" + "---:|" * (len(names) - 1)]
+    lines += ["| " + " | ".join(row[i] for i in keep) + " |" for row in table_rows(summary)]
+    note = failure_note(summary)
+    if note:
+        lines += ["", f"> **{note}**"]
     return "\n".join(lines) + "\n"
 
 
@@ -80,13 +130,13 @@ def bar_chart(summary: dict[str, Any], path: Path, title: str) -> None:
 
     rows = table_rows(summary)
     names = [r[0] for r in rows]
-    values = [float(r[1]) for r in rows]
+    values = [float(r[1]) if r[1] != "–" else 0.0 for r in rows]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     bars = ax.bar(names, values, color=["#444"] + ["#4c72b0"] * (len(names) - 1))
     ax.bar_label(bars, fmt="%.0f")
     ax.set_ylim(0, 105)
     ax.set_ylabel("success %")
-    ax.set_title(title)
+    ax.set_title(title + (f" ({summary['eval/failed']} failed, not counted)" if summary.get("eval/failed") else ""))
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -94,17 +144,21 @@ def bar_chart(summary: dict[str, Any], path: Path, title: str) -> None:
 def play_and_report(
     agent: Any, jobs: list[Any], out: Path, title: str, workers: int | None, max_steps: int,
     extra: dict[str, Any], max_in_flight: int = 64, show: bool = True, expert: str | None = None,
+    retries: int | None = None,
 ) -> dict[str, Any]:
     """Play the jobs (resuming), then write summary.json, results.md, success.png; print the table.
-    `expert` runs that expert beside every game (its actions recorded as labels)."""
+    `expert` runs that expert beside every game (its actions recorded as labels); `retries`: replays
+    of an episode lost to an env fault (None: rollout.DEFAULT_RETRIES)."""
     import time
 
-    from agentprm.rollout import run_rollouts
+    from agentprm.rollout import DEFAULT_RETRIES, run_rollouts
 
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    episodes = run_rollouts(agent, jobs, out / "trajectories.jsonl", workers, max_steps, max_in_flight, show, expert)
-    summary = {**summarize(episodes), **extra, "policy_id": agent.policy_id,
+    retries = DEFAULT_RETRIES if retries is None else retries
+    episodes = run_rollouts(agent, jobs, out / "trajectories.jsonl", workers, max_steps, max_in_flight, show, expert,
+                            retries)
+    summary = {**summarize(episodes), **extra, "retries": retries, "policy_id": agent.policy_id,
                "wall_s": round(time.perf_counter() - start, 2)}
     write_json(out / "summary.json", summary)
     (out / "results.md").write_text(markdown_table(summary, title))

@@ -25,11 +25,22 @@ def collect(run_dir: Path, folder: str = "eval") -> list[tuple[str, dict[str, An
     return [(p.parent.name, json.loads(p.read_text())) for p in evals]
 
 
+def _finished(s: dict[str, Any]) -> int:
+    """Episodes of an evaluation that finished (failed ones have no outcome; see evaluation.py)."""
+    return s["eval/episodes"] - s.get("eval/failed", 0)
+
+
 def _cell(s: dict[str, Any], col: str) -> str:
+    """Success % over the finished episodes, from the counts, so a summary.json written before failed
+    episodes were left out of the rate reads the same way."""
     if col == "All":
-        return f"{100 * s['eval/success']:.1f}"
-    r = s["per_task_type"].get(col)
-    return f"{100 * r['success']:.1f}" if r else "–"
+        won, finished = s["eval/won"], _finished(s)
+    else:
+        r = s["per_task_type"].get(col)
+        if not r:
+            return "–"
+        won, finished = r["won"], r["episodes"] - r.get("failed", 0)
+    return f"{100 * won / finished:.1f}" if finished else "–"
 
 
 def _label(name: str) -> str:
@@ -38,15 +49,23 @@ def _label(name: str) -> str:
 
 
 def _table(rows: list[tuple[str, dict[str, Any]]], what: str) -> list[str]:
+    """The agents' table; a "failed" column and a warning per agent whenever an episode failed."""
     split, n = rows[0][1].get("split", "?"), rows[0][1]["eval/episodes"]
+    failed = [(name, s) for name, s in rows if s.get("eval/failed", 0)]
+    extra = " failed |" if failed else ""
     lines = [f"Success rate (%) on {what or split} ({n} games), mean actions per episode, share of actions the "
              "game did not accept.", "",
-             "| agent | " + " | ".join(COLUMNS) + " | won | #actions | non-admissible |",
-             "|---|" + "---:|" * (len(COLUMNS) + 3)]
+             "| agent | " + " | ".join(COLUMNS) + f" | won |{extra} #actions | non-admissible |",
+             "|---|" + "---:|" * (len(COLUMNS) + 3 + bool(failed))]
     for name, s in rows:
         cells = " | ".join(_cell(s, c) for c in COLUMNS)
-        lines.append(f"| {_label(name)} | {cells} | {s['eval/won']}/{s['eval/episodes']} | "
+        fail = f" {s.get('eval/failed', 0)} |" if failed else ""
+        lines.append(f"| {_label(name)} | {cells} | {s['eval/won']}/{_finished(s)} |{fail} "
                      f"{s['eval/mean_actions']:.1f} | {100 * s['eval/non_admissible_rate']:.1f} % |")
+    for name, s in failed:
+        lines += ["", f"> **warning: {_label(name)}: {s['eval/failed']} of {s['eval/episodes']} episodes failed (the "
+                  "environment could not serve them, even after retries); its success is over the "
+                  f"{_finished(s)} that finished, not counting them as losses. Rerun to retry them.**"]
     return lines
 
 

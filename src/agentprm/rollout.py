@@ -4,14 +4,20 @@ Episodes are scheduled as *jobs* (game, prefix, repeat index). Up to `max_in_fli
 each turn the agent gets every live context in one call (one batched generate for an LM), the pool
 steps every live environment in one call, and a finished episode frees its slot for the next job,
 so batches stay full. Episode ids are deterministic, which is what makes a rerun resume: jobs whose
-id is already in the output file are skipped, and every finished episode is appended atomically.
+episode already finished in the output file (won, lost or cut off) are skipped, and every episode is
+appended atomically as it ends.
+
+An episode the environment could not serve (its worker crashed or hung, or the engine raised) has no
+outcome, so it is not a loss: it is replayed from its start, same job and seed, up to `retries` more
+times in the run; one still failing is recorded with `failed` set, and a rerun plays it again (its new
+record replaces the failed one for readers, see trajectory.py). `Episode.attempts` counts every play.
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +29,9 @@ from agentprm.envs.pool import EnvPool, EpisodeFailure, EpisodeSpec
 from agentprm.envs.protocol import Observation
 from agentprm.prompts import Turn, TurnContext
 from agentprm.trajectory import Episode, Step, TrajectoryWriter, read_episodes
+
+DEFAULT_RETRIES = 2
+"""Replays of an episode lost to an env fault, within one run, before it is recorded as failed."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ def reset_distribution_jobs(
 class _Live:
     job: Job
     obs: Observation
+    attempt: int = 1
     steps: list[Step] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -102,12 +112,12 @@ class _Live:
 
     def episode(self, policy_id: str, won: bool, truncated: bool, failed: str | None = None) -> Episode:
         return _episode(self.job, policy_id, self.obs.task, self.steps, won, truncated, self.obs.text, failed,
-                        self.prefix)
+                        self.attempt, self.prefix)
 
 
 def _episode(
     job: Job, policy_id: str, task: str, steps: list[Step], won: bool, truncated: bool, final: str,
-    failed: str | None, prefix: list[Turn] | None = None,
+    failed: str | None, attempt: int, prefix: list[Turn] | None = None,
 ) -> Episode:
     g = job.game
     turns = prefix if prefix is not None else []
@@ -115,7 +125,7 @@ def _episode(
         episode_id=job.episode_id, game_id=g.game_id, split=g.split, task_type=g.task_type, task=task,
         prefix=[t.action for t in turns] if turns else list(job.prefix),
         prefix_observations=[t.observation for t in turns], steps=steps, won=won, truncated=truncated,
-        final_observation=final, policy_id=policy_id, seed=job.seed, failed=failed,
+        final_observation=final, policy_id=policy_id, seed=job.seed, failed=failed, attempts=attempt,
     )
 
 
@@ -128,10 +138,22 @@ def play(
     max_in_flight: int = 64,
     progress: Progress | None = None,
     expert: str | None = None,
+    retries: int = DEFAULT_RETRIES,
+    attempts_before: Mapping[str, int] | None = None,
 ) -> None:
     """Play every job to its end, calling `on_episode` as each one finishes (in finishing order).
-    `expert` runs that expert beside every game and records its action for every state."""
-    pending = deque(enumerate(jobs))
+    `expert` runs that expert beside every game and records its action for every state.
+
+    An episode lost to an env fault goes back to the front of the queue and is played again from its
+    start, up to `retries` times, before `on_episode` gets it as failed. Every `EpisodeFailure` is
+    retried, engine exceptions too: from here a deterministic engine bug cannot be told from a crash,
+    and a wasted retry costs one episode where a missed one costs a wrong result. `attempts_before`
+    (by episode id) counts plays in earlier runs, so a rerun's record counts them all."""
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    before = attempts_before or {}
+    pending: deque[tuple[int, Job, int]] = deque(
+        (slot, job, before.get(job.episode_id, 0) + 1) for slot, job in enumerate(jobs))
     live: dict[int, _Live] = {}
     task = progress.add_task("episodes", total=len(jobs)) if progress else None
 
@@ -142,17 +164,27 @@ def play(
         if progress is not None and task is not None:
             progress.advance(task)
 
+    def lost(slot: int, job: Job, attempt: int, episode: Episode) -> None:
+        """Replay a failed episode while this run has retries left for it, else record it failed."""
+        if attempt - before.get(job.episode_id, 0) > retries:
+            finish(slot, episode)
+            return
+        live.pop(slot, None)
+        pool.release([slot])
+        pending.appendleft((slot, job, attempt + 1))
+
     while pending or live:
         starting = [pending.popleft() for _ in range(min(max_in_flight - len(live), len(pending)))]
         if starting:
-            specs = [(slot, EpisodeSpec(job.game, job.prefix, max_steps, expert)) for slot, job in starting]
+            specs = [(slot, EpisodeSpec(job.game, job.prefix, max_steps, expert)) for slot, job, _ in starting]
             resets = pool.reset(specs)
-            for slot, job in starting:
+            for slot, job, attempt in starting:
                 obs = resets[slot]
                 if isinstance(obs, EpisodeFailure):
-                    finish(slot, _episode(job, agent.policy_id, "", [], False, False, "", obs.error))
+                    lost(slot, job, attempt, _episode(job, agent.policy_id, "", [], False, False, "", obs.error,
+                                                      attempt))
                 else:
-                    live[slot] = _Live(job, obs)
+                    live[slot] = _Live(job, obs, attempt)
                     if obs.info.get("won"):  # the prefix alone won the game
                         finish(slot, live[slot].episode(agent.policy_id, True, False))
         if not live:
@@ -163,7 +195,7 @@ def play(
         for slot, out in zip(slots, outputs, strict=True):
             state, result = live[slot], results[slot]
             if isinstance(result, EpisodeFailure):
-                finish(slot, state.episode(agent.policy_id, False, False, failed=result.error))
+                lost(slot, state.job, state.attempt, state.episode(agent.policy_id, False, False, result.error))
                 continue
             state.record(out, result.reward, result.done, bool(result.info.get("admissible", True)))
             state.obs = result.observation
@@ -188,12 +220,15 @@ def run_rollouts(
     max_in_flight: int = 64,
     show_progress: bool = True,
     expert: str | None = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> list[Episode]:
-    """Play the jobs not yet in `out_file`, appending each episode as it ends; returns all episodes
-    of `jobs` (those from earlier runs included), in job order."""
-    # the file is read once: earlier episodes (a rerun skips them), then new ones are kept as written
+    """Play the jobs not yet finished in `out_file` (new ones, and failed ones again), appending each
+    episode as it ends; returns all episodes of `jobs` (those from earlier runs included), in job
+    order, each as its last record says."""
+    # the file is read once: earlier episodes (a rerun skips the finished ones), then new ones are kept as written
     by_id = {ep.episode_id: ep for ep in read_episodes(out_file, skip_corrupt=True)} if out_file.is_file() else {}
-    todo = [j for j in jobs if j.episode_id not in by_id]
+    failed_before = {i: ep.attempts for i, ep in by_id.items() if ep.failed is not None}
+    todo = [j for j in jobs if j.episode_id not in by_id or j.episode_id in failed_before]
     if todo:
         with TrajectoryWriter(out_file) as writer, EnvPool(workers) as pool:
 
@@ -205,7 +240,7 @@ def run_rollouts(
             if bar:
                 bar.start()
             try:
-                play(agent, todo, pool, keep, max_steps, max_in_flight, bar, expert)
+                play(agent, todo, pool, keep, max_steps, max_in_flight, bar, expert, retries, failed_before)
             finally:
                 if bar:
                     bar.stop()

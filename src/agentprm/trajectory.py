@@ -1,12 +1,12 @@
 """The trajectory file format: JSONL, one episode a line, versioned.
 
-Format `agentprm.trajectory` version 2 (version 1 files read as version 2 with no expert labels).
-Each line is an `Episode` as JSON:
+Format `agentprm.trajectory` version 3. Older files still read: version 2 as version 3 with one attempt
+per episode, version 1 also with no expert labels. Each line is an `Episode` as JSON:
 
-    {"format": "agentprm.trajectory", "version": 1, "episode_id": ..., "game_id": ..., "split": ...,
+    {"format": "agentprm.trajectory", "version": 3, "episode_id": ..., "game_id": ..., "split": ...,
      "task_type": ..., "task": ..., "prefix": [...], "prefix_observations": [...], "steps": [Step, ...], "won": bool,
      "truncated": bool, "num_steps": int, "final_observation": str, "policy_id": str, "seed": int,
-     "failed": str | null, "meta": {...}}
+     "failed": str | null, "attempts": int, "meta": {...}}
 
 Turn semantics (what the targets stage relies on):
 - `steps[t]` holds the observation the agent saw *before* acting at turn t, the admissible actions at
@@ -20,8 +20,17 @@ Turn semantics (what the targets stage relies on):
 - `steps[t].expert_action` (version 2) is the environment's expert's action for the state of turn t
   when the episode ran with an expert ("handcoded" or "planner"): a DAgger label, whatever action
   was actually taken. None when the episode had no expert or the expert had nothing to say.
-- `failed` is set when a worker crashed or hung; such an episode is kept for the record but
-  skipped by `targets` and success rates count it as a loss.
+- `failed` is set when the environment could not serve the episode (its worker crashed or hung, or
+  the engine raised) on every attempt; its outcome is unknown, so `targets` skips it and success
+  rates leave it out of the denominator (and say how many there were).
+- `attempts` (version 3) is how many times the episode was played from its start: rollouts replay
+  an episode lost to an env fault with the same job and seed, in the same run and again in a rerun,
+  and the count covers them all. 1 in older files.
+
+One record per episode id is what readers see: a rerun retries the failed episodes of a file by
+appending new records under the same ids (the file stays append-only), so `read_episodes` keeps the
+*last* record of each id, at the place of its first one. Ids repeat only within a file: two files
+(say, two iterations' rollouts) may hold the same id and both are kept.
 
 Writes are atomic per line: one `write()` of a whole line on an O_APPEND descriptor, then fsync, and
 opening a file for append first cuts off a half-written tail left by a crash. Readers name the file
@@ -42,7 +51,7 @@ from pydantic import BaseModel, Field, ValidationError
 from agentprm.errors import CorruptRecordError
 
 FORMAT = "agentprm.trajectory"
-VERSION = 2
+VERSION = 3
 
 
 class Step(BaseModel):
@@ -75,6 +84,8 @@ class Episode(BaseModel):
     policy_id: str = ""
     seed: int = 0
     failed: str | None = None
+    attempts: int = 1
+    """Times the episode was played from its start (retries after env faults, reruns included)."""
     meta: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -140,22 +151,27 @@ def parse_episode(line: str) -> Episode:
 
 
 def read_episodes(path: str | Path, skip_corrupt: bool = False) -> Iterator[Episode]:
-    """Episodes of one file in order. A bad line raises CorruptRecordError naming file and line,
-    or with `skip_corrupt` is skipped with a warning."""
+    """Episodes of one file in order, one per episode id: a later record of an id (a rerun's retry
+    of a failed episode) replaces the earlier one in its place. A bad line raises CorruptRecordError
+    naming file and line, or with `skip_corrupt` is skipped with a warning."""
     path = Path(path)
     if not path.is_file():
         raise CorruptRecordError(f"no trajectory file at {path}")
+    by_id: dict[str, Episode] = {}  # insertion order is first appearance; assignment keeps the last record
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                yield parse_episode(line)
+                episode = parse_episode(line)
             except (json.JSONDecodeError, ValidationError, ValueError) as e:
                 msg = f"{path}:{lineno}: corrupt trajectory record: {str(e).splitlines()[0]}"
                 if not skip_corrupt:
                     raise CorruptRecordError(msg) from e
                 warnings.warn(msg + " (skipped)", stacklevel=2)
+                continue
+            by_id[episode.episode_id] = episode
+    yield from by_id.values()
 
 
 def trajectory_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -81,3 +81,23 @@ def test_bench_generate_reports_speedup(tiny_model, tmp_path):
     result = json.loads((tmp_path / "summary.json").read_text())
     assert [x["batch_size"] for x in result["generate"]["results"]] == [1, 4]
     assert result["sft"]["tokens_per_s"] > 0 and "speed-up" in r.stdout
+
+
+def test_expert_rerun_retries_a_failed_episode_and_its_tables_count_it(alfworld_root, tmp_path):
+    out = tmp_path / "expert"
+    args = ("expert", "--split", "valid_seen", "--games", "3", "--out", str(out), "--workers", "1")
+    assert agentprm(*args).returncode == 0
+    path = out / "trajectories.jsonl"
+    lines = path.read_text().splitlines()
+    lost = {**json.loads(lines[1]), "won": False, "steps": [], "attempts": 3,
+            "failed": "episode lost with worker 0: worker 0 crashed (exit code -9)"}
+    path.write_text("\n".join([lines[0], json.dumps(lost), lines[2]]) + "\n")  # what a crashed run leaves
+    r = agentprm(*args, "--retries", "0")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["eval/won"], summary["eval/failed"], summary["eval/episodes"], summary["retries"]) == (3, 0, 3, 0)
+    assert "| All | 100.0 | 3/3 | " in (out / "results.md").read_text() and "3/3" in r.stdout
+    records = path.read_text().splitlines()
+    assert records[:3] == [lines[0], json.dumps(lost), lines[2]] and len(records) == 4  # appended
+    retried = json.loads(records[3])
+    assert (retried["episode_id"], retried["won"], retried["attempts"]) == (lost["episode_id"], True, 4)

@@ -34,7 +34,8 @@ def bench_bon(
     for n in ns:
         summary = play_and_report(BestOfNAgent(lm, scorer, n), make_jobs(picked, 1, seed), out / f"bon{n}",
                                   f"Best-of-{n}", workers, max_steps, {"best_of": n, "split": split}, show=show)
-        points.append({"n": n, "success": summary["eval/success"], "mean_actions": summary["eval/mean_actions"]})
+        points.append({"n": n, "success": summary["eval/success"], "mean_actions": summary["eval/mean_actions"],
+                       "failed": summary["eval/failed"]})
     result = {"policy": policy, "prm": prm, "split": split, "games": len(picked), "points": points}
     write_json(out / "summary.json", result)
     plot_scaling(points, out / "bon_scaling.png", f"Best-of-N on {split} ({len(picked)} games)")

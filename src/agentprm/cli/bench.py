@@ -85,9 +85,15 @@ def bon(
     result = bench_bon(policy, str(prm), parse_int_list(n), split, games, out, temperature, max_steps,
                        history_arg(history_window), max_new_tokens, workers)
     table = Table(title=f"Best-of-N on {split} ({result['games']} games)")
-    for col in ("N", "success %", "#actions"):
+    failed = any(p["failed"] for p in result["points"])  # failed episodes are not losses: see evaluation.py
+    for col in ("N", "success %", "#actions", *(["failed"] if failed else [])):
         table.add_column(col, justify="right")
     for p in result["points"]:
-        table.add_row(str(p["n"]), f"{100 * p['success']:.1f}", f"{p['mean_actions']:.1f}")
+        table.add_row(str(p["n"]), f"{100 * p['success']:.1f}", f"{p['mean_actions']:.1f}",
+                      *([str(p["failed"])] if failed else []))
     console.print(table)
+    if failed:
+        console.print("[yellow]warning: some episodes failed (the environment could not serve them, even after "
+                      "retries); success is over the episodes that finished. Rerun the same command to retry them.",
+                      highlight=False)
     console.print(f"curve: {out / 'bon_scaling.png'}")

@@ -14,7 +14,7 @@ from agentprm.envs.experts import EXPERTS
 from agentprm.envs.games import GameSpec, find_games, sample_games
 from agentprm.errors import ConfigError
 from agentprm.evaluation import play_and_report
-from agentprm.rollout import make_jobs, reset_distribution_jobs
+from agentprm.rollout import DEFAULT_RETRIES, make_jobs, reset_distribution_jobs
 
 SplitOpt = Annotated[str, typer.Option("--split", help="train, valid_seen or valid_unseen")]
 GamesOpt = Annotated[int | None, typer.Option("--games", help="play only N games (seeded sample)")]
@@ -29,6 +29,9 @@ HistoryOpt = Annotated[int, typer.Option("--history", help="turns of history in 
                                           "models built from scratch are trained with)")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="sequences per forward pass")]
 InFlightOpt = Annotated[int, typer.Option("--in-flight", help="episodes played at once")]
+RetriesOpt = Annotated[int, typer.Option(
+    "--retries", min=0, help="replays of an episode lost to an env fault (worker crash or hang) before it is "
+    "recorded as failed; a rerun retries failed episodes again")]
 
 
 def select_games(split: str, games: int | None, task_types: list[str] | None, seed: int) -> list[GameSpec]:
@@ -54,6 +57,7 @@ def expert(
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
     max_steps: MaxStepsOpt = DEFAULT_MAX_STEPS,
+    retries: RetriesOpt = DEFAULT_RETRIES,
 ) -> None:
     """Play an expert; its won episodes are the demonstrations for SFT (and InversePRM)."""
     specs = select_games(split, games, task_type, seed)
@@ -61,7 +65,7 @@ def expert(
     extra = {"command": "expert", "expert": kind, "noise": noise, "split": split, "games": len(specs), "seed": seed,
              "max_steps": max_steps}
     play_and_report(agent, make_jobs(specs), out, f"{agent.policy_id} on {split}", workers, max_steps, extra,
-                    expert=in_env)
+                    expert=in_env, retries=retries)
 
 
 PolicyOpt = Annotated[
@@ -90,6 +94,7 @@ def rollout(
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
     max_steps: MaxStepsOpt = DEFAULT_MAX_STEPS,
+    retries: RetriesOpt = DEFAULT_RETRIES,
 ) -> None:
     """Sample trajectories from a policy (K repeats per game); rerunning continues where it stopped."""
     specs = select_games(split, games, task_type, seed)
@@ -103,7 +108,7 @@ def rollout(
     if expert_labels is not None and expert_labels not in EXPERTS:
         raise ConfigError(f"--expert-labels {expert_labels!r}: choose one of {', '.join(EXPERTS)}")
     play_and_report(agent, jobs, out, f"{agent.policy_id} rollouts on {split}", workers, max_steps, extra,
-                    max_in_flight, expert=expert_labels)
+                    max_in_flight, expert=expert_labels, retries=retries)
 
 
 def evaluate(
@@ -124,6 +129,7 @@ def evaluate(
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
     max_steps: MaxStepsOpt = DEFAULT_MAX_STEPS,
+    retries: RetriesOpt = DEFAULT_RETRIES,
 ) -> None:
     """Success overall and per task type (the paper's Table 1), #actions, non-admissible rate."""
     specs = select_games(split, games, task_type, seed)
@@ -133,4 +139,4 @@ def evaluate(
     extra = {"command": "eval", "split": split, "games": len(specs), "mode": mode, "temperature": temp,
              "best_of": best_of, "prm": str(prm) if prm else None, "seed": seed, "max_steps": max_steps}
     play_and_report(agent, make_jobs(specs, 1, seed), out, f"{agent.policy_id} on {split}", workers, max_steps,
-                    extra, max_in_flight)
+                    extra, max_in_flight, retries=retries)

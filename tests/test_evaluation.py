@@ -1,0 +1,51 @@
+"""Evaluation tables: a failed episode (no outcome) is reported as failed, never counted as a loss."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from agentprm.evaluation import markdown_table, success_table, summarize
+from agentprm.trajectory import Episode, Step
+
+
+def episode(i: int, task_type: str, won: bool = False, failed: str | None = None, steps: int = 2,
+            attempts: int = 1) -> Episode:
+    return Episode(episode_id=f"g{i}#0", game_id=f"g{i}", split="valid_seen", task_type=task_type, task="t",
+                   steps=[Step(observation="o", admissible_actions=["a"], action="a")] * steps, won=won,
+                   failed=failed, attempts=attempts)
+
+
+PICK, LOOK = "pick_and_place_simple", "look_at_obj_in_light"
+CRASH = "episode lost with worker 0: worker 0 crashed (exit code -9)"
+
+
+def test_failed_episodes_are_left_out_of_the_rates_and_counted_apart():
+    eps = [episode(0, PICK, won=True, steps=4), episode(1, PICK, steps=8), episode(2, PICK, failed=CRASH, steps=1,
+           attempts=3), episode(3, LOOK, won=True, attempts=2), episode(4, LOOK, failed=CRASH, steps=0, attempts=3)]
+    s = summarize(eps)
+    # 2 won of the 3 finished (not of 5); #actions (4 + 8 + 2) / 3
+    assert (s["eval/episodes"], s["eval/finished"], s["eval/failed"], s["eval/won"]) == (5, 3, 2, 2)
+    assert s["eval/success"] == 2 / 3 and s["eval/mean_actions"] == 14 / 3 and s["eval/retried"] == 3
+    assert s["per_task_type"]["Pick"] == {"episodes": 3, "failed": 1, "won": 1, "success": 0.5, "mean_actions": 6.0}
+    assert s["per_task_type"]["Look"]["success"] == 1.0
+
+
+def test_tables_show_a_failed_column_and_a_warning_when_an_episode_failed():
+    eps = [episode(0, PICK, won=True), episode(1, PICK), episode(2, PICK, failed=CRASH),
+           episode(3, LOOK, failed=CRASH)]
+    md = markdown_table(summarize(eps), "expert")
+    assert "| task | success % | won | failed | #actions |" in md
+    assert "| All | 50.0 | 1/2 | 2 | 2.0 |" in md
+    assert "| Look | – | 0/0 | 1 | 0.0 |" in md  # nothing finished: no rate, not 0 %
+    assert "2 of 4 episodes failed" in md and "over the 2 that finished" in md and "Rerun" in md
+    console = Console(width=200, record=True)
+    console.print(success_table(summarize(eps), "expert"))
+    text = console.export_text()
+    assert "failed" in text.splitlines()[2] and "1/2" in text and "warning: 2 of 4 episodes failed" in text
+
+
+def test_tables_without_failures_keep_their_columns():
+    s = summarize([episode(0, PICK, won=True), episode(1, PICK)])
+    md = markdown_table(s)
+    assert md.splitlines()[0] == "| task | success % | won | #actions |" and "| All | 50.0 | 1/2 | 2.0 |" in md
+    assert "failed" not in md and "warning" not in md
