@@ -26,7 +26,8 @@ def test_failed_episodes_are_left_out_of_the_rates_and_counted_apart():
     # 2 won of the 3 finished (not of 5); #actions (4 + 8 + 2) / 3
     assert (s["eval/episodes"], s["eval/finished"], s["eval/failed"], s["eval/won"]) == (5, 3, 2, 2)
     assert s["eval/success"] == 2 / 3 and s["eval/mean_actions"] == 14 / 3 and s["eval/retried"] == 3
-    assert s["per_task_type"]["Pick"] == {"episodes": 3, "failed": 1, "won": 1, "success": 0.5, "mean_actions": 6.0}
+    assert s["per_task_type"]["Pick"] == {"episodes": 3, "failed": 1, "won": 1, "success": 0.5, "mean_actions": 6.0,
+                                          "non_admissible_rate": 0.0, "empty_answers": 0}
     assert s["per_task_type"]["Look"]["success"] == 1.0
 
 
@@ -34,9 +35,9 @@ def test_tables_show_a_failed_column_and_a_warning_when_an_episode_failed():
     eps = [episode(0, PICK, won=True), episode(1, PICK), episode(2, PICK, failed=CRASH),
            episode(3, LOOK, failed=CRASH)]
     md = markdown_table(summarize(eps), "expert")
-    assert "| task | success % | won | failed | #actions |" in md
-    assert "| All | 50.0 | 1/2 | 2 | 2.0 |" in md
-    assert "| Look | – | 0/0 | 1 | 0.0 |" in md  # nothing finished: no rate, not 0 %
+    assert "| task | success % | won | failed | #actions | non-adm. % | empty |" in md
+    assert "| All | 50.0 | 1/2 | 2 | 2.0 | 0.0 | 0 |" in md
+    assert "| Look | – | 0/0 | 1 | 0.0 | 0.0 | 0 |" in md  # nothing finished: no rate, not 0 %
     assert "2 of 4 episodes failed" in md and "over the 2 that finished" in md and "Rerun" in md
     console = Console(width=200, record=True)
     console.print(success_table(summarize(eps), "expert"))
@@ -47,5 +48,18 @@ def test_tables_show_a_failed_column_and_a_warning_when_an_episode_failed():
 def test_tables_without_failures_keep_their_columns():
     s = summarize([episode(0, PICK, won=True), episode(1, PICK)])
     md = markdown_table(s)
-    assert md.splitlines()[0] == "| task | success % | won | #actions |" and "| All | 50.0 | 1/2 | 2.0 |" in md
+    assert md.splitlines()[0] == "| task | success % | won | #actions | non-adm. % | empty |"
+    assert "| All | 50.0 | 1/2 | 2.0 | 0.0 | 0 |" in md
     assert "failed" not in md and "warning" not in md
+
+
+def test_empty_answers_are_counted_and_are_not_admissible():
+    """Hand values: 4 steps, one empty answer and one command the game refused: 2/4 non-admissible."""
+    ok = Step(observation="o", admissible_actions=["look"], action="look", raw_output="look")
+    refused = Step(observation="o", admissible_actions=["look"], action="fly", raw_output="fly", admissible=False)
+    empty = Step(observation="o", admissible_actions=["look"], action="look", raw_output="  \n", admissible=False)
+    ep = Episode(episode_id="g#0", game_id="g", split="valid_seen", task_type=PICK, task="t",
+                 steps=[ok, refused, empty, ok])
+    s = summarize([ep])
+    assert s["eval/empty_answers"] == 1 and s["eval/non_admissible_rate"] == 0.5
+    assert "| All | 0.0 | 0/1 | 4.0 | 50.0 | 1 |" in markdown_table(s)

@@ -40,7 +40,8 @@ def test_report_table_shows_failed_episodes_apart_from_losses() -> None:
     (warning,) = [line for line in lines if "warning" in line]
     assert "π1: 1 of 4 episodes failed" in warning and "over the 3 that finished" in warning
     clean = _table(rows[:1], "")
-    assert "failed" not in "\n".join(clean) and clean[-1].endswith("| 4/4 | 5.0 | 0.0 % |")
+    assert "failed" not in "\n".join(clean) and clean[-1].endswith("| 4/4 | 5.0 | 0.0 % | – |")  # old: no count
+    assert _table([("pi0", {**rows[0][1], "eval/empty_answers": 2})], "")[-1].endswith("| 0.0 % | 2 |")
 
 
 def test_report_reads_a_summary_written_when_failed_episodes_counted_as_losses() -> None:

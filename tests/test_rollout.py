@@ -190,3 +190,21 @@ def test_a_rerun_replays_failed_episodes_and_readers_see_one_record_per_id(alfwo
     assert summarize(eps)["eval/failed"] == 0
     again = _Counting(plans)
     assert run_rollouts(again, jobs, out, workers=0, show_progress=False) == eps and again.turns == {}
+
+
+class _Silent:
+    """A policy that answers nothing on its first two turns (the parser would send "look"), then "look"."""
+
+    policy_id = "silent"
+
+    def act(self, contexts):
+        return [AgentOutput("look", raw_output="" if len(c.history) < 2 else "look", matched=False) for c in contexts]
+
+
+def test_an_empty_answer_is_recorded_as_not_admissible(alfworld_root, tmp_path):
+    game = find_games("valid_seen", ["pick_and_place_simple"])[:1]
+    (ep,) = run_rollouts(_Silent(), make_jobs(game), tmp_path / "t.jsonl", workers=0, max_steps=4,
+                         show_progress=False)
+    assert [s.admissible for s in ep.steps] == [False, False, True, True]  # the game itself accepted "look"
+    s = summarize([ep])
+    assert s["eval/empty_answers"] == 2 and s["eval/non_admissible_rate"] == 0.5

@@ -20,25 +20,33 @@ from agentprm.envs.games import TASK_SHORT, TASK_TYPES
 from agentprm.trajectory import Episode
 
 
+def is_empty(step: Any) -> bool:
+    """The policy said nothing usable (the parser then sends "look", which the game accepts): counted
+    apart, and as non-admissible, so a policy that answers nothing cannot look well-behaved."""
+    return step.raw_output is not None and not step.raw_output.strip()
+
+
 def _counts(episodes: list[Episode]) -> dict[str, Any]:
-    """Episodes, failed, won, success and mean actions of a group; the rates over finished episodes."""
+    """Episodes, failed, won, success, mean actions, non-admissible rate and empty answers of a group;
+    the rates over finished episodes."""
     finished = [ep for ep in episodes if ep.failed is None]
     won = sum(ep.won for ep in finished)
+    steps = [s for ep in finished for s in ep.steps]
     return {
         "episodes": len(episodes),
         "failed": len(episodes) - len(finished),
         "won": won,
         "success": won / len(finished) if finished else 0.0,
-        "mean_actions": sum(ep.num_steps for ep in finished) / len(finished) if finished else 0.0,
+        "mean_actions": len(steps) / len(finished) if finished else 0.0,
+        "non_admissible_rate": sum(not s.admissible for s in steps) / len(steps) if steps else 0.0,
+        "empty_answers": sum(is_empty(s) for s in steps),
     }
 
 
 def summarize(episodes: list[Episode]) -> dict[str, Any]:
     """Namespaced metrics: overall and per task type success, #actions, non-admissible rate (each over
-    the finished episodes), how many failed, and how many needed more than one attempt."""
+    the finished episodes), empty answers, how many failed, and how many needed more than one attempt."""
     finished = [ep for ep in episodes if ep.failed is None]
-    steps = sum(ep.num_steps for ep in finished)
-    bad = sum(not s.admissible for ep in finished for s in ep.steps)
     per_type = {TASK_SHORT[t]: _counts([ep for ep in episodes if ep.task_type == t])
                 for t in TASK_TYPES if any(ep.task_type == t for ep in episodes)}
     total = _counts(episodes)
@@ -48,7 +56,8 @@ def summarize(episodes: list[Episode]) -> dict[str, Any]:
         "eval/won": total["won"],
         "eval/success": total["success"],
         "eval/mean_actions": total["mean_actions"],
-        "eval/non_admissible_rate": bad / steps if steps else 0.0,
+        "eval/non_admissible_rate": total["non_admissible_rate"],
+        "eval/empty_answers": total["empty_answers"],
         "eval/failed": total["failed"],
         "eval/retried": sum(ep.attempts > 1 for ep in episodes),
         "eval/truncated": sum(ep.truncated for ep in finished),
@@ -56,18 +65,28 @@ def summarize(episodes: list[Episode]) -> dict[str, Any]:
     }
 
 
-def _row(name: str, r: dict[str, Any]) -> tuple[str, str, str, str, str]:
+COLUMNS = ("task", "success %", "won", "failed", "#actions", "non-adm. %", "empty")
+
+
+def _row(name: str, r: dict[str, Any]) -> tuple[str, ...]:
     finished = r["episodes"] - r.get("failed", 0)
     success = f"{100 * r['success']:.1f}" if finished else "–"
-    return name, success, f"{r['won']}/{finished}", str(r.get("failed", 0)), f"{r['mean_actions']:.1f}"
+    non_adm = f"{100 * r['non_admissible_rate']:.1f}" if "non_admissible_rate" in r else "–"
+    empty = str(r["empty_answers"]) if "empty_answers" in r else "–"
+    return (name, success, f"{r['won']}/{finished}", str(r.get("failed", 0)), f"{r['mean_actions']:.1f}",
+            non_adm, empty)
 
 
-def table_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(task, success %, won/finished, failed, mean actions) rows: All first, then Table 1's order.
-    Success is over the finished episodes ("–" when none finished); see the module docstring."""
+def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows of COLUMNS: All first, then Table 1's order. Success is over the finished episodes ("–"
+    when none finished; see the module docstring); "–" also marks a figure an older summary lacks."""
     total = {"episodes": summary["eval/episodes"], "failed": summary.get("eval/failed", 0),
              "won": summary["eval/won"], "success": summary["eval/success"],
              "mean_actions": summary["eval/mean_actions"]}
+    if "eval/non_admissible_rate" in summary:
+        total["non_admissible_rate"] = summary["eval/non_admissible_rate"]
+    if "eval/empty_answers" in summary:
+        total["empty_answers"] = summary["eval/empty_answers"]
     rows = [_row("All", total)]
     for name in ("Pick", "Clean", "Heat", "Cool", "Look", "Pick2"):
         r = summary["per_task_type"].get(name)
@@ -88,9 +107,8 @@ def failure_note(summary: dict[str, Any]) -> str | None:
 
 def _columns(summary: dict[str, Any]) -> tuple[list[str], list[int]]:
     """Column names and which fields of `table_rows` to show: "failed" only when an episode failed."""
-    if summary.get("eval/failed", 0):
-        return ["task", "success %", "won", "failed", "#actions"], [0, 1, 2, 3, 4]
-    return ["task", "success %", "won", "#actions"], [0, 1, 2, 4]
+    keep = [i for i, name in enumerate(COLUMNS) if name != "failed" or summary.get("eval/failed", 0)]
+    return [COLUMNS[i] for i in keep], keep
 
 
 def success_table(summary: dict[str, Any], title: str) -> Any:

@@ -412,14 +412,12 @@ class Run:
         games = find_games(self.cfg.data.train_split, self.cfg.data.task_types)
         return stratified_games(games, self.cfg.data.heldout_games, self.cfg.seed + 7)
 
-    def _games(self, split: str, n: int | None, salt: int = 0, balanced: bool = False) -> list[Any]:
-        """A seeded sample of a split; `balanced` spreads it evenly over task types (eval sets)."""
-        from agentprm.envs.games import sample_games, stratified_games
+    def _games(self, split: str, n: int | None, salt: int = 0) -> list[Any]:
+        """A seeded sample of a split in its own task-type proportions (training games: demos,
+        rollouts, DAgger); the evaluation set is balanced instead (`_eval_games`)."""
+        from agentprm.envs.games import sample_games
 
-        games = self._split_games(split)
-        if balanced and n is not None:
-            return stratified_games(games, n, self.cfg.seed + salt)
-        return sample_games(games, n, self.cfg.seed + salt)
+        return sample_games(self._split_games(split), n, self.cfg.seed + salt)
 
     def _play(self, agent: Any, jobs: list[Any], out: Path, title: str, extra: dict[str, Any],
               expert: str | None = None) -> dict[str, Any]:
@@ -497,7 +495,10 @@ class Run:
         train_sft(self.dagger_sft_config(r))
 
     def _eval_games(self) -> list[Any]:
-        return self._games(self.cfg.data.eval_split, self.cfg.data.eval_games, salt=1, balanced=True)
+        """The evaluation set: the rule of `agentprm eval --games N --seed S` (envs.games.select_eval_games)."""
+        from agentprm.envs.games import select_eval_games
+
+        return select_eval_games(self._split_games(self.cfg.data.eval_split), self.cfg.data.eval_games, self.cfg.seed)
 
     def _bon_agent(self, i: int, n: int) -> Any:
         """Best-of-N of π_i judged by the PRM of its iteration (π0: PRM_1, trained on π0's rollouts)."""
@@ -571,7 +572,7 @@ class Run:
         values = {"data": str(self.dir / f"iter{i}" / "targets"), "model": model,
                   "out": str(self.prm_dir(i)), "loss": p.loss, "epochs": p.epochs, "lr": p.lr,
                   "batch_size": p.batch_size, "history_window": self.cfg.policy_args.history_window,
-                  "seed": self.cfg.seed, "device": self.cfg.device or "auto", **p.extra}
+                  "seed": self.cfg.seed, "device": self.cfg.device or "auto", "progress": self.show, **p.extra}
         return build_config(PRMConfig, values, drop_none=False)
 
     def prm(self, i: int) -> None:

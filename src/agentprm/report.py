@@ -54,14 +54,15 @@ def _table(rows: list[tuple[str, dict[str, Any]]], what: str) -> list[str]:
     failed = [(name, s) for name, s in rows if s.get("eval/failed", 0)]
     extra = " failed |" if failed else ""
     lines = [f"Success rate (%) on {what or split} ({n} games), mean actions per episode, share of actions the "
-             "game did not accept.", "",
-             "| agent | " + " | ".join(COLUMNS) + f" | won |{extra} #actions | non-admissible |",
-             "|---|" + "---:|" * (len(COLUMNS) + 3 + bool(failed))]
+             "game did not accept (empty answers included), and how many answers were empty.", "",
+             "| agent | " + " | ".join(COLUMNS) + f" | won |{extra} #actions | non-admissible | empty |",
+             "|---|" + "---:|" * (len(COLUMNS) + 4 + bool(failed))]
     for name, s in rows:
         cells = " | ".join(_cell(s, c) for c in COLUMNS)
         fail = f" {s.get('eval/failed', 0)} |" if failed else ""
         lines.append(f"| {_label(name)} | {cells} | {s['eval/won']}/{_finished(s)} |{fail} "
-                     f"{s['eval/mean_actions']:.1f} | {100 * s['eval/non_admissible_rate']:.1f} % |")
+                     f"{s['eval/mean_actions']:.1f} | {100 * s['eval/non_admissible_rate']:.1f} % | "
+                     f"{s.get('eval/empty_answers', '–')} |")
     for name, s in failed:
         lines += ["", f"> **warning: {_label(name)}: {s['eval/failed']} of {s['eval/episodes']} episodes failed (the "
                   "environment could not serve them, even after retries); its success is over the "

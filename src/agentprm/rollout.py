@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from agentprm.agents.base import Agent, AgentOutput
 from agentprm.envs.games import GameSpec
 from agentprm.envs.pool import EnvPool, EpisodeFailure, EpisodeSpec
 from agentprm.envs.protocol import Observation
+from agentprm.progress import progress_bar
 from agentprm.prompts import Turn, TurnContext
 from agentprm.trajectory import Episode, Step, TrajectoryWriter, read_episodes
 
@@ -104,7 +105,7 @@ class _Live:
                 raw_output=out.raw_output,
                 reward=reward,
                 done=done,
-                admissible=admissible,
+                admissible=admissible and bool(out.raw_output.strip()),  # empty: "look" was sent for it
                 logprob=out.logprob,
                 expert_action=self.obs.info.get("expert_action"),
             )
@@ -204,13 +205,6 @@ def play(
                 finish(slot, state.episode(agent.policy_id, won, bool(result.info.get("truncated"))))
 
 
-def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        transient=False,
-    )
-
-
 def run_rollouts(
     agent: Agent,
     jobs: list[Job],
@@ -239,6 +233,9 @@ def run_rollouts(
             bar = progress_bar() if show_progress else None
             if bar:
                 bar.start()
+                if len(todo) < len(jobs):
+                    bar.console.print(f"resuming {out_file}: {len(jobs) - len(todo)} of {len(jobs)} episodes done"
+                                      + (f", {len(failed_before)} failed ones to retry" if failed_before else ""))
             try:
                 play(agent, todo, pool, keep, max_steps, max_in_flight, bar, expert, retries, failed_before)
             finally:

@@ -83,3 +83,16 @@ def test_damaged_game_files_cost_one_game_each(alfworld_root, tmp_path, monkeypa
         agent, in_env, playable = make_expert("walkthrough", games)
     assert in_env is None and [g.path for g in playable] == [str(copies[2])]
     assert list(agent.plans) == [playable[0].game_id]
+
+
+def test_eval_cli_and_run_loop_pick_the_same_balanced_games(alfworld_root):
+    """`--games 12` is balanced over the six task types (2 of each, though valid_seen has 35 Pick games) and
+    is the loop's evaluation set for eval_games: 12 at the same seed."""
+    from agentprm.cli.episodes import select_games
+    from agentprm.loop import Run, RunConfig
+
+    picked = select_games("valid_seen", 12, None, 3)
+    assert sorted(count_by_task_type(picked).values()) == [2] * 6
+    run = Run(RunConfig.model_validate({"seed": 3, "data": {"eval_games": 12}}), show=False)
+    assert run._eval_games() == picked
+    assert select_games("valid_seen", None, None, 3) == find_games("valid_seen")

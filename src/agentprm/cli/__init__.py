@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -37,8 +39,29 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _plain_warnings() -> None:
+    """Our own warnings (a skipped game, a cut-off record) as one plain line, not Python's two-line
+    "file:line: UserWarning" with a source line; warnings from libraries keep the default format."""
+    import warnings
+
+    from rich.markup import escape
+
+    default = warnings.showwarning
+    package = str(Path(__file__).resolve().parents[1])
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if str(Path(filename).resolve()).startswith(package):
+            console_err.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False, soft_wrap=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit code 2."""
+    _plain_warnings()
     try:
         app()
     except AgentPRMError as e:

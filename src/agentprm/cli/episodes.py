@@ -11,7 +11,7 @@ from agentprm.agents.factory import make_agent, make_expert
 from agentprm.cli.common import history_arg
 from agentprm.envs.alfworld import DEFAULT_MAX_STEPS, read_walkthroughs
 from agentprm.envs.experts import EXPERTS
-from agentprm.envs.games import GameSpec, find_games, sample_games
+from agentprm.envs.games import GameSpec, find_games, select_eval_games
 from agentprm.errors import ConfigError
 from agentprm.evaluation import play_and_report
 from agentprm.rollout import DEFAULT_RETRIES, make_jobs, reset_distribution_jobs
@@ -35,7 +35,9 @@ RetriesOpt = Annotated[int, typer.Option(
 
 
 def select_games(split: str, games: int | None, task_types: list[str] | None, seed: int) -> list[GameSpec]:
-    return sample_games(find_games(split, task_types or None), games, seed)
+    """The one rule for `--games N`: a seeded sample balanced over task types, the same games the run
+    loop evaluates for `data.eval_games: N` and the same seed (all games without --games)."""
+    return select_eval_games(find_games(split, task_types or None), games, seed)
 
 
 ExpertOpt = Annotated[str, typer.Option(

@@ -115,6 +115,12 @@ def stratified_games(games: list[GameSpec], n: int, seed: int = 0) -> list[GameS
     return sorted(picked, key=lambda g: g.game_id)
 
 
+def select_eval_games(games: list[GameSpec], n: int | None, seed: int = 0) -> list[GameSpec]:
+    """n games balanced over task types, seeded (all games when n is None): how every command with
+    `--games` and the run loop's evaluation pick games, so the same n and seed give the same games."""
+    return list(games) if n is None else stratified_games(games, n, seed)
+
+
 def count_by_task_type(games: list[GameSpec]) -> dict[str, int]:
     counts = Counter(g.task_type for g in games)
     return {t: counts.get(t, 0) for t in TASK_TYPES}

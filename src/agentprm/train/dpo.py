@@ -26,7 +26,6 @@ from typing import Annotated, Any, Literal
 
 import torch
 from annotated_types import Ge
-from rich.progress import Progress
 from transformers import get_scheduler
 
 from agentprm.agents.policy import (
@@ -42,6 +41,7 @@ from agentprm.bounds import Count, NonNegative, NonNegInt, Positive
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
 from agentprm.models import resolve_model
+from agentprm.progress import progress_bar
 from agentprm.prompts import TurnContext
 from agentprm.train.losses import dpo_loss
 from agentprm.trajectory import load_episodes
@@ -263,7 +263,8 @@ class PolicyTrainer:
             mode=self.cfg.mode, temperature=0.0, history_window=self.cfg.history_window), name="pi")
         eps = run_rollouts(greedy, make_jobs(held), self.out / "monitor" / f"step{self.state.step}.jsonl",
                            self.cfg.workers, self.cfg.max_steps_per_episode, show_progress=False)
-        return sum(e.won for e in eps) / max(1, len(eps))
+        finished = [e for e in eps if e.failed is None]  # a failed episode has no outcome, not a loss
+        return sum(e.won for e in finished) / max(1, len(finished))
 
     def save(self, folder: Path) -> None:
         """Weights, optimizer and loop state together, so a resume never mixes two steps."""
@@ -295,7 +296,7 @@ def train_policy(cfg: PolicyTrainConfig, show_progress: bool = True) -> dict[str
     out, st = trainer.out, trainer.state
     log = out / "metrics.jsonl"
     t0, stopped_early = time.perf_counter(), False
-    with Progress(disable=not show_progress) as bar:
+    with progress_bar(disable=not show_progress) as bar:
         task = bar.add_task(f"policy step ({cfg.method})", total=cfg.steps, completed=st.step)
         if cfg.monitor_every and st.step == 0 and not st.history:
             st.history.append({"step": 0, "monitor/success": trainer.monitor()})

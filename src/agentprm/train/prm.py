@@ -296,6 +296,8 @@ class PRMConfig:
     """Master-weight dtype; on CUDA the forward passes run under bf16 autocast anyway."""
     max_rows: Count | None = None
     """Use at most this many training (and validation) examples, a seeded sample; for smoke runs."""
+    progress: bool = True
+    """Show a progress bar per epoch."""
     pack: bool = True
     """soft-bce with the "episode" prompt style and the whole history: train on whole episodes, every
     turn's score read in one pass (`episodes_train.parquet` from targets); else one sequence per row."""
@@ -446,27 +448,35 @@ def _optimizer(prm: PRM, cfg: PRMConfig, total_steps: int, state: dict | None) -
 
 def _run_epoch(prm: PRM, cfg: PRMConfig, examples: list[tuple], opt: Any, sched: Any, epoch: int) -> dict:
     """One pass in a seeded order (the same order after a resume); returns epoch metrics."""
-    from tqdm.auto import tqdm
+    from agentprm.progress import progress_bar
 
     prm.train()
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
     starts = range(0, len(order), cfg.batch_size)
     losses, tokens, t0 = [], 0, time.perf_counter()
-    bar = tqdm(starts, desc=f"prm epoch {epoch + 1}/{cfg.epochs}", disable=None, leave=False)
-    for s in bar:
-        with _autocast(prm.device):
-            loss, n_tok = _batch_loss(prm, [examples[i] for i in order[s : s + cfg.batch_size]], cfg.loss)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(prm.parameters(), cfg.max_grad_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        tokens += n_tok
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", gnorm=f"{float(grad_norm):.2f}")
+    name = f"PRM epoch {epoch + 1}/{cfg.epochs}"
+    with progress_bar(disable=not cfg.progress) as bar:
+        task = bar.add_task(name, total=len(starts))
+        for s in starts:
+            losses.append(_train_step(prm, cfg, [examples[i] for i in order[s : s + cfg.batch_size]], opt, sched))
+            tokens += losses[-1][1]
+            bar.update(task, advance=1, description=f"{name} loss {losses[-1][0]:.4f}")
     dt = time.perf_counter() - t0
-    return {"epoch": epoch + 1, "prm/train_loss": float(np.mean(losses)), "prm/lr": sched.get_last_lr()[0],
-            "prm/train_tokens_per_s": tokens / dt, "prm/train_examples_per_s": len(examples) / dt}
+    return {"epoch": epoch + 1, "prm/train_loss": float(np.mean([x for x, _ in losses])),
+            "prm/lr": sched.get_last_lr()[0], "prm/train_tokens_per_s": tokens / dt,
+            "prm/train_examples_per_s": len(examples) / dt}
+
+
+def _train_step(prm: PRM, cfg: PRMConfig, batch: list[tuple], opt: Any, sched: Any) -> tuple[float, int]:
+    """One optimizer step on a batch: (loss, tokens)."""
+    with _autocast(prm.device):
+        loss, n_tok = _batch_loss(prm, batch, cfg.loss)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(prm.parameters(), cfg.max_grad_norm)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.item(), n_tok
 
 
 def _versions() -> dict[str, str | None]:

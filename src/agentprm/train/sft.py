@@ -34,8 +34,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from rich.console import Console
+from rich.progress import Progress
 from transformers import (
     DataCollatorForSeq2Seq,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -48,6 +51,7 @@ from agentprm.bounds import Count, Fraction, NonNegative, NonNegInt, Positive
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
 from agentprm.models import load_causal_lm, load_tokenizer
+from agentprm.progress import progress_bar
 from agentprm.prompts import build_messages, format_answer, prompt_style
 from agentprm.trajectory import Episode, load_episodes
 
@@ -350,9 +354,42 @@ def _training_args(cfg: SFTConfig, has_val: bool, cuda: bool) -> TrainingArgumen
         bf16=cuda or cfg.bf16_cpu,
         use_cpu=not cuda,
         seed=cfg.seed,
-        disable_tqdm=not cfg.progress,
+        disable_tqdm=True,  # TrainerProgress shows the bar (and the loss) instead
         report_to="none",
     )
+
+
+class TrainerProgress(TrainerCallback):
+    """A `progress_bar` over a Trainer's optimizer steps: the latest train loss in the description,
+    one plain line per validation. A resumed run starts the bar at the step it resumed from."""
+
+    def __init__(self, name: str, console: Console | None = None):
+        self.name = name
+        self.console = console or Console()
+        self.bar: Progress | None = None
+        self.task: Any = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.bar = progress_bar(console=self.console)
+        self.bar.start()
+        self.task = self.bar.add_task(self.name, total=state.max_steps, completed=state.global_step)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=state.global_step)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        if self.bar is None or not logs:
+            return
+        if "loss" in logs:
+            self.bar.update(self.task, description=f"{self.name} loss {logs['loss']:.3f}")
+        if "eval_loss" in logs:
+            self.bar.console.print(f"  step {state.global_step}: validation loss {logs['eval_loss']:.4f}")
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 class _RunStats(TrainerCallback):
@@ -411,6 +448,15 @@ class AnswerOnlyTrainer(Trainer):
 
     observation_weight: float = 0.0
 
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """A checkpoint of a model with tied embeddings has no lm_head.weight (it *is* the embedding):
+        tie again quietly instead of warning "missing keys" on every resume; other keys still warn."""
+        tied = bool(getattr(self.model.config, "tie_word_embeddings", False))
+        if tied and set(load_result.missing_keys) == {"lm_head.weight"} and not load_result.unexpected_keys:
+            self.model.tie_weights()
+            return
+        super()._issue_warnings_after_load(load_result)
+
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
@@ -428,8 +474,9 @@ def _make_trainer(cfg: SFTConfig, model: Any, tokenizer: Any, train: list, val: 
         train_dataset=train,
         eval_dataset=val or None,
         processing_class=tokenizer,
-        callbacks=[stats],
+        callbacks=[stats, *([TrainerProgress("SFT")] if cfg.progress else [])],
     )
+    trainer.remove_callback(PrinterCallback)  # it prints every log as a raw dict; TrainerProgress shows the loss
     trainer.observation_weight = cfg.observation_loss
     return trainer
 
