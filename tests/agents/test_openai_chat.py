@@ -1,7 +1,8 @@
 """OpenAIChatAgent against a fake OpenAI-compatible server on loopback (no network, < 10 s).
 
 The server checks the bearer key, records every request, and follows a per-test script of
-failures (HTTP status codes, or a slow answer) before answering normally.
+failures (HTTP status codes, a slow answer, or a handler writing its own answer) before answering
+normally.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ SLOW_S = 0.6
 class FakeAPI:
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
-    script: list[int | str] = field(default_factory=list)
-    """Consumed one per request: an HTTP status to fail with, or "slow" to answer after SLOW_S."""
-    reply: Callable[[dict[str, Any]], str] = lambda body: CANNED
+    script: list[int | str | Callable[[BaseHTTPRequestHandler], None]] = field(default_factory=list)
+    """Consumed one per request: an HTTP status to fail with, "slow" to answer after SLOW_S, or a
+    function that writes the whole answer itself (raw bytes, odd headers, a drip)."""
+    reply: Callable[[dict[str, Any]], Any] = lambda body: CANNED
+    """The `message.content` to answer with (usually text)."""
     delay_s: float = 0.0
     inflight: int = 0
     max_inflight: int = 0
@@ -68,6 +71,8 @@ def _handler(api: FakeAPI) -> type[BaseHTTPRequestHandler]:
                     return self._send(401, {"error": {"message": f"Incorrect API key provided: {auth}"}})
                 if isinstance(step, int):
                     return self._send(step, {"error": {"message": f"overloaded (you sent {auth})"}})
+                if callable(step):
+                    return step(self)
                 time.sleep(SLOW_S if step == "slow" else api.delay_s)
                 text = api.reply(body)
                 self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]})
@@ -259,3 +264,87 @@ def test_openai_without_key_is_a_config_error() -> None:
         OpenAIChatAgent("gpt-4o")
     with pytest.raises(ConfigError, match="http"):
         OpenAIChatAgent("m", base_url="127.0.0.1:8000/v1")
+
+
+def _raw(status: int, body: bytes, headers: dict[str, str] | None = None) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A script step that answers `body` as is, with `headers` (Content-Length added)."""
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        for name, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    ("content", "raw_output", "action", "matched"),
+    [
+        (
+            [
+                {"type": "text", "text": "REASON: cold"},
+                {"type": "image_url", "image_url": {"url": "http://x/y.png"}},
+                {"type": "reasoning", "text": "ACTION: look"},  # not a text part: skipped
+                {"type": "text", "text": "ACTION: go to fridge 1"},
+            ],
+            "REASON: cold\nACTION: go to fridge 1",
+            "go to fridge 1",
+            True,
+        ),
+        # Joined by newlines: glued together, "coldACTION:" would be no marker.
+        (
+            ["REASON: cold", {"text": "ACTION: go to cabinet 1"}],
+            "REASON: cold\nACTION: go to cabinet 1",
+            "go to cabinet 1",
+            True,
+        ),
+        ([{"type": "text", "text": 7}], "", "look", False),
+        ([], "", "look", False),
+        (None, "", "look", False),
+        ("ACTION: go to cabinet 1\ud800", "ACTION: go to cabinet 1\ufffd", "go to cabinet 1\ufffd", False),
+        (["ACTION: ", "\udfff look"], "ACTION: \n\ufffd look", "\ufffd look", False),
+    ],
+)
+def test_content_parts_null_and_surrogates(
+    api: FakeAPI, content: Any, raw_output: str, action: str, matched: bool
+) -> None:
+    api.reply = lambda body: content
+    [out] = _agent(api).act([_ctx()])
+    assert (out.raw_output, out.action, out.matched) == (raw_output, action, matched)
+    out.raw_output.encode("utf-8")  # safe to write anywhere
+
+
+def test_reply_with_surrogate_is_recorded(api: FakeAPI, tmp_path: Any) -> None:
+    from agentprm.trajectory import Episode, Step, TrajectoryWriter, read_episodes
+
+    api.reply = lambda body: "REASON: \udc00cold\nACTION: look"
+    [out] = _agent(api).act([_ctx()])
+    step = Step(
+        observation="o", admissible_actions=["look"], action=out.action, reason=out.reason, raw_output=out.raw_output
+    )
+    episode = Episode(episode_id="e", game_id="g", split="s", task_type="t", task="x", steps=[step])
+    with TrajectoryWriter(tmp_path / "t.jsonl") as writer:
+        writer.write(episode)
+    [back] = read_episodes(tmp_path / "t.jsonl")
+    assert back.steps[0].raw_output == "REASON: \ufffdcold\nACTION: look"
+    assert (back.steps[0].reason, back.steps[0].action) == ("\ufffdcold", "look")
+
+
+def test_invalid_utf8_in_reply_is_replaced(api: FakeAPI) -> None:
+    body = b'{"choices": [{"message": {"content": "ACTION: look \xff\xfe"}}]}'
+    api.script = [_raw(200, body, {"Content-Type": "application/json"})]
+    [out] = _agent(api).act([_ctx()])
+    assert out.raw_output == "ACTION: look \ufffd\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"), [(42, "int"), (0, "int"), (1.5, "float"), (True, "bool"), ({"text": "look"}, "dict")]
+)
+def test_non_text_content_is_one_line_api_error(api: FakeAPI, content: Any, kind: str) -> None:
+    api.reply = lambda body: content
+    with pytest.raises(APIError, match=f"answered with a {kind} as choices") as info:
+        _agent(api).act([_ctx()])
+    assert "\n" not in str(info.value)
+    assert len(api.requests) == 1, "retrying would get the same answer"

@@ -25,6 +25,7 @@ from typing import Any
 from agentprm.agents.base import AgentOutput
 from agentprm.errors import AgentPRMError, ConfigError
 from agentprm.prompts import TurnContext, build_messages, parse_answer, render
+from agentprm.text import replace_surrogates
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,32 @@ def _retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError, AttributeError):
         return None
     return min(max(value, 0.0), _RETRY_AFTER_CAP_S)
+
+
+def _reply_text(content: object) -> str | None:
+    """The text of a reply's `message.content`, or None when it cannot hold any.
+
+    A string is the usual case; null (a refusal, a tool call) is an empty answer; a list of content
+    parts (some servers answer that way) gives its text parts joined by newlines, as vLLM joins them
+    in prompts, other parts (images, reasoning) skipped. The text is made safe to store and encode:
+    JSON may carry lone surrogates, which would crash the trajectory writer or a tokenizer later.
+    """
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        content = "\n".join(text for text in map(_part_text, content) if text is not None)
+    if not isinstance(content, str):
+        return None
+    return replace_surrogates(content)
+
+
+def _part_text(part: object) -> str | None:
+    """A content part's text: a bare string or `{"type": "text", "text": ...}`; None for other parts."""
+    if isinstance(part, str):
+        return part
+    if isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+        return part["text"]
+    return None
 
 
 class OpenAIChatAgent:
@@ -229,8 +256,9 @@ class OpenAIChatAgent:
         return self._content(payload)
 
     def _content(self, payload: bytes) -> str:
+        """The reply's text, safe to pass on (see `_reply_text`)."""
         try:
-            content = json.loads(payload)["choices"][0]["message"]["content"]
+            content = json.loads(payload.decode("utf-8", errors="replace"))["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             snippet = " ".join(payload[:_SNIPPET_CHARS].decode(errors="replace").split())
             raise APIError(
@@ -239,7 +267,13 @@ class OpenAIChatAgent:
                     f"(is it OpenAI-compatible?): {snippet!r}"
                 )
             ) from None
-        return content or ""
+        text = _reply_text(content)
+        if text is None:
+            raise APIError(
+                f"{_display_url(self.base_url)} answered with a {type(content).__name__} as "
+                "choices[0].message.content, not text or a list of text parts (is it OpenAI-compatible?)"
+            )
+        return text
 
     def _error_detail(self, err: urllib.error.HTTPError) -> str:
         """The server's own error message, on one short line (OpenAI puts it in error.message)."""
