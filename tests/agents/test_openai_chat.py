@@ -7,6 +7,8 @@ normally.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import logging
 import re
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from agentprm.agents import openai_chat
 from agentprm.agents.base import Agent
 from agentprm.agents.openai_chat import APIError, OpenAIChatAgent, agent_from_spec
 from agentprm.errors import AgentPRMError, ConfigError
@@ -348,3 +351,34 @@ def test_non_text_content_is_one_line_api_error(api: FakeAPI, content: Any, kind
         _agent(api).act([_ctx()])
     assert "\n" not in str(info.value)
     assert len(api.requests) == 1, "retrying would get the same answer"
+
+
+@pytest.mark.parametrize(
+    ("header", "logged_wait"),
+    [
+        ("0.1", "0.1s"),
+        ("nan", "0.3s"),  # unusable: our own backoff (0.3 s)
+        ("-5", "0.3s"),
+        ("soon", "0.3s"),
+        ("inf", "0.2s"),  # huge: the cap (patched to 0.2 s)
+        ("1e400", "0.2s"),
+        ("99999999999", "0.2s"),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", "0.0s"),  # a date in the past: now
+        ("Fri, 01 Jan 2100 00:00:00 GMT", "0.2s"),
+    ],
+)
+def test_retry_after_is_parsed_and_capped(
+    api: FakeAPI, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, header: str, logged_wait: str
+) -> None:
+    monkeypatch.setattr(openai_chat, "_RETRY_AFTER_CAP_S", 0.2)
+    api.script = [_raw(429, b'{"error": {"message": "slow down"}}', {"Retry-After": header})]
+    with caplog.at_level(logging.WARNING):
+        [out] = _agent(api, backoff_s=0.3).act([_ctx()])
+    assert out.action == "go to fridge 1" and len(api.requests) == 2
+    assert f"retry 1/3 in {logged_wait}" in caplog.text
+
+
+def test_retry_after_http_date_counts_from_now() -> None:
+    in_30s = email.utils.format_datetime(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=30))
+    wait = openai_chat._retry_after(in_30s)
+    assert wait is not None and 28 < wait <= 30

@@ -11,9 +11,12 @@ repr, log line or exception, even when a server echoes it back in an error body.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import http.client
 import json
 import logging
+import math
 import os
 import time
 import urllib.error
@@ -76,12 +79,29 @@ def _display_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def _retry_after(headers: Any) -> float | None:
-    try:
-        value = float(headers.get("Retry-After"))
-    except (TypeError, ValueError, AttributeError):
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header, at most `_RETRY_AFTER_CAP_S`; None when absent or
+    unusable (then our own backoff applies).
+
+    The header is either delay-seconds or an HTTP-date (RFC 9110 10.2.3). Servers and proxies also
+    send floats, "inf", "nan" or negatives: nan and negatives are ignored, a date in the past means
+    now, anything huge waits the cap (so one bad header can neither crash `time.sleep` nor stall a run).
+    """
+    if value is None:
         return None
-    return min(max(value, 0.0), _RETRY_AFTER_CAP_S)
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = max((when - datetime.datetime.now(datetime.timezone.utc)).total_seconds(), 0.0)
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return min(seconds, _RETRY_AFTER_CAP_S)
 
 
 def _reply_text(content: object) -> str | None:
@@ -240,7 +260,7 @@ class OpenAIChatAgent:
         except urllib.error.HTTPError as err:
             why = f"HTTP {err.code}{self._error_detail(err)}"
             if err.code == 429 or err.code >= 500:
-                raise _Retryable(why, _retry_after(err.headers)) from None
+                raise _Retryable(why, _retry_after(err.headers.get("Retry-After"))) from None
             raise APIError(
                 self._scrub(
                     f"chat request to {_display_url(self.base_url)} (model {self.model}) failed: {why}; "
