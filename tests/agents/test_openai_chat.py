@@ -382,3 +382,55 @@ def test_retry_after_http_date_counts_from_now() -> None:
     in_30s = email.utils.format_datetime(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=30))
     wait = openai_chat._retry_after(in_30s)
     assert wait is not None and 28 < wait <= 30
+
+
+@pytest.fixture
+def other_host() -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """A server on another loopback address that records (method, Authorization) and answers CANNED."""
+    seen: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _answer(self) -> None:
+            seen.append((self.command, self.headers.get("Authorization", "")))
+            data = json.dumps({"choices": [{"message": {"content": CANNED}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _answer
+
+    server = _QuietServer(("127.0.0.2", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.2:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=2)
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_redirect_to_another_host_is_refused(
+    api: FakeAPI, other_host: tuple[str, list[tuple[str, str]]], code: int
+) -> None:
+    url, seen = other_host
+    api.script = [_raw(code, b"", {"Location": f"http://user:pw@{url.removeprefix('http://')}/v1/chat/completions"})]
+    with pytest.raises(APIError) as info:
+        _agent(api).act([_ctx()])
+    msg = str(info.value)
+    assert f"redirected (HTTP {code}) to '{url}/v1/chat/completions'" in msg and "base URL" in msg
+    assert "pw" not in msg and KEY not in msg and "\n" not in msg
+    assert seen == [], "the key went to the other host"
+    assert len(api.requests) == 1, "a redirect is not retried"
+
+
+def test_redirect_on_the_same_host_is_refused_too(api: FakeAPI) -> None:
+    api.script = [_raw(302, b"", {"Location": "/v2/chat/completions"})]
+    with pytest.raises(APIError, match=f"to '{re.escape(api.url[:-3])}/v2/chat/completions'"):
+        _agent(api).act([_ctx()])
+    assert [r["path"] for r in api.requests] == ["/v1/chat/completions"]

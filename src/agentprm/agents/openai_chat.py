@@ -130,6 +130,22 @@ def _part_text(part: object) -> str | None:
     return None
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Turns every redirect into an HTTPError instead of following it.
+
+    urllib follows a 301/302/303 to whatever host the Location names, Authorization header
+    included (a misconfigured or hostile server would hand the key to anyone), and turns our POST
+    into a GET without the body, which no chat endpoint answers. Stripping the header would only
+    leave a request that cannot work; refusing says plainly that the base URL needs changing. So
+    no redirect is followed, to the same host or another.
+    """
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> None:
+        return None
+
+
 class OpenAIChatAgent:
     """Chat-completions agent; one request per context, a batch sent concurrently.
 
@@ -185,7 +201,7 @@ class OpenAIChatAgent:
         self.backoff_s = backoff_s
         self.policy_id = f"openai:{model}"
         # Our own opener: proxy settings are read once here, not from the process-wide urlopen state.
-        self._opener = urllib.request.build_opener()
+        self._opener = urllib.request.build_opener(_RefuseRedirects)
 
     def __repr__(self) -> str:
         return (
@@ -258,6 +274,8 @@ class OpenAIChatAgent:
             with self._opener.open(request, timeout=self.timeout_s) as response:
                 payload = response.read()
         except urllib.error.HTTPError as err:
+            if 300 <= err.code < 400:
+                raise self._redirected(err) from None
             why = f"HTTP {err.code}{self._error_detail(err)}"
             if err.code == 429 or err.code >= 500:
                 raise _Retryable(why, _retry_after(err.headers.get("Retry-After"))) from None
@@ -294,6 +312,16 @@ class OpenAIChatAgent:
                 "choices[0].message.content, not text or a list of text parts (is it OpenAI-compatible?)"
             )
         return text
+
+    def _redirected(self, err: urllib.error.HTTPError) -> APIError:
+        location = urllib.parse.urljoin(err.url, err.headers.get("Location", ""))
+        return APIError(
+            self._scrub(
+                f"chat request to {_display_url(self.base_url)} was redirected (HTTP {err.code}) to "
+                f"{_display_url(location)!r}; redirects are not followed, so the API key goes to no other "
+                "address: if that address is right, set it as the base URL"
+            )
+        )
 
     def _error_detail(self, err: urllib.error.HTTPError) -> str:
         """The server's own error message, on one short line (OpenAI puts it in error.message)."""
