@@ -267,6 +267,8 @@ def test_openai_without_key_is_a_config_error() -> None:
         OpenAIChatAgent("gpt-4o")
     with pytest.raises(ConfigError, match="http"):
         OpenAIChatAgent("m", base_url="127.0.0.1:8000/v1")
+    with pytest.raises(ConfigError, match="max_response_bytes >= 1"):
+        OpenAIChatAgent("m", base_url="http://127.0.0.1:8000/v1", max_response_bytes=0)
 
 
 def _raw(status: int, body: bytes, headers: dict[str, str] | None = None) -> Callable[[BaseHTTPRequestHandler], None]:
@@ -434,3 +436,68 @@ def test_redirect_on_the_same_host_is_refused_too(api: FakeAPI) -> None:
     with pytest.raises(APIError, match=f"to '{re.escape(api.url[:-3])}/v2/chat/completions'"):
         _agent(api).act([_ctx()])
     assert [r["path"] for r in api.requests] == ["/v1/chat/completions"]
+
+
+def _answer_bytes(content: str, content_length: bool = True) -> tuple[bytes, bytes]:
+    """(status line and headers, body) of a normal answer, as the fake server writes them."""
+    body = json.dumps({"choices": [{"message": {"content": content}}]}).encode()
+    length = f"Content-Length: {len(body)}\r\n" if content_length else ""
+    return f"HTTP/1.0 200 OK\r\n{length}\r\n".encode(), body
+
+
+def _drip(head: bytes, body: bytes, from_byte: int, every_s: float = 0.05) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A script step that writes head + body, one byte every `every_s` from byte `from_byte` on."""
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        data = head + body
+        handler.wfile.write(data[:from_byte])
+        for i in range(from_byte, len(data)):
+            handler.wfile.write(data[i : i + 1])
+            time.sleep(every_s)
+        handler.close_connection = True
+
+    return respond
+
+
+@pytest.mark.parametrize("phase", ["headers", "body", "body without length"])
+def test_timeout_is_a_total_deadline(api: FakeAPI, caplog: pytest.LogCaptureFixture, phase: str) -> None:
+    # Each byte comes well within the 0.5 s timeout, but the whole answer would take 4-6 s.
+    head, body = _answer_bytes("ACTION: look", content_length=phase != "body without length")
+    api.script = [_drip(head, body, from_byte=0 if phase == "headers" else len(head))]
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        [out] = _agent(api, timeout_s=0.5, max_retries=1).act([_ctx()])
+    elapsed = time.monotonic() - start
+    assert out.action == "go to fridge 1", "the retry's answer, not the dripped one"
+    assert len(api.requests) == 2
+    assert "no complete answer within 0.5s" in caplog.text
+    assert elapsed < 2.0
+
+
+def test_deadline_error_after_retries(api: FakeAPI) -> None:
+    head, body = _answer_bytes("ACTION: look")
+    api.script = [_drip(head, body, from_byte=len(head))]
+    start = time.monotonic()
+    with pytest.raises(APIError, match=r"after 1 attempts: no complete answer within 0\.3s"):
+        _agent(api, timeout_s=0.3, max_retries=0).act([_ctx()])
+    assert time.monotonic() - start < 1.5
+
+
+def test_answer_size_is_capped(api: FakeAPI) -> None:
+    payload = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": CANNED}}]})
+    assert _agent(api, max_response_bytes=len(payload)).act([_ctx()])[0].action == "go to fridge 1"
+    with pytest.raises(APIError) as info:
+        _agent(api, max_response_bytes=len(payload) - 1).act([_ctx()])
+    msg = str(info.value)
+    assert f"sent an answer of {len(payload)} bytes, over max_response_bytes={len(payload) - 1}" in msg
+    assert "\n" not in msg
+    assert len(api.requests) == 2, "an answer too large is not retried"
+
+
+def test_answer_size_is_capped_without_content_length(api: FakeAPI) -> None:
+    head, body = _answer_bytes("x" * 30_000, content_length=False)
+    api.script = [_drip(head, body, from_byte=len(head + body))]  # all at once, ended by closing
+    with pytest.raises(APIError, match="sent an answer of more, over max_response_bytes=10,000;"):
+        _agent(api, max_response_bytes=10_000).act([_ctx()])
+    assert len(api.requests) == 1
+    assert OpenAIChatAgent("m", base_url=api.url).max_response_bytes == 4 * 2**20

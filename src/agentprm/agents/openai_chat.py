@@ -25,6 +25,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from agentprm.agents import transport
 from agentprm.agents.base import AgentOutput
 from agentprm.errors import AgentPRMError, ConfigError
 from agentprm.prompts import TurnContext, build_messages, parse_answer, render
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 SPEC_PREFIX = "openai:"
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 2**20
 _RETRY_AFTER_CAP_S = 60.0
 _SNIPPET_CHARS = 200
 
@@ -130,29 +132,17 @@ def _part_text(part: object) -> str | None:
     return None
 
 
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """Turns every redirect into an HTTPError instead of following it.
-
-    urllib follows a 301/302/303 to whatever host the Location names, Authorization header
-    included (a misconfigured or hostile server would hand the key to anyone), and turns our POST
-    into a GET without the body, which no chat endpoint answers. Stripping the header would only
-    leave a request that cannot work; refusing says plainly that the base URL needs changing. So
-    no redirect is followed, to the same host or another.
-    """
-
-    def redirect_request(
-        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
-    ) -> None:
-        return None
-
-
 class OpenAIChatAgent:
     """Chat-completions agent; one request per context, a batch sent concurrently.
 
-    `max_retries` counts repeats after the first attempt (so at most `max_retries + 1` requests per
-    turn); waits double from `backoff_s`, or follow the server's Retry-After. `few_shot` appends the
-    worked example in `react_fewshot.jinja` to the system prompt (the ReAct-style baseline); it is
-    off by default so the API model sees the same prompt as our trained policies.
+    `timeout_s` bounds each request as a whole, from sending it to the last byte of the answer (a
+    request cut off by it is retried). `max_retries` counts repeats after the first attempt (so at
+    most `max_retries + 1` requests per turn); waits double from `backoff_s`, or follow the server's
+    Retry-After. `max_response_bytes` (default 4 MiB) caps the answer's body: an answer of
+    `max_tokens` tokens is a few KB, so a bigger one means a wrong endpoint or a broken server.
+    `few_shot` appends the worked example in `react_fewshot.jinja` to the system prompt (the
+    ReAct-style baseline); it is off by default so the API model sees the same prompt as our
+    trained policies.
     """
 
     def __init__(
@@ -168,13 +158,14 @@ class OpenAIChatAgent:
         concurrency: int = 4,
         few_shot: bool = False,
         backoff_s: float = 1.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ):
         if not model:
             raise ConfigError("OpenAIChatAgent needs a model name, e.g. --policy openai:gpt-4o")
-        if concurrency < 1 or max_retries < 0 or timeout_s <= 0:
+        if concurrency < 1 or max_retries < 0 or timeout_s <= 0 or max_response_bytes < 1:
             raise ConfigError(
-                f"OpenAIChatAgent: need concurrency >= 1, max_retries >= 0 and timeout_s > 0 "
-                f"(got {concurrency}, {max_retries}, {timeout_s})"
+                f"OpenAIChatAgent: need concurrency >= 1, max_retries >= 0, timeout_s > 0 and "
+                f"max_response_bytes >= 1 (got {concurrency}, {max_retries}, {timeout_s}, {max_response_bytes})"
             )
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
@@ -199,9 +190,10 @@ class OpenAIChatAgent:
         self.concurrency = concurrency
         self.few_shot = few_shot
         self.backoff_s = backoff_s
+        self.max_response_bytes = max_response_bytes
         self.policy_id = f"openai:{model}"
         # Our own opener: proxy settings are read once here, not from the process-wide urlopen state.
-        self._opener = urllib.request.build_opener(_RefuseRedirects)
+        self._opener = transport.build_opener()
 
     def __repr__(self) -> str:
         return (
@@ -264,15 +256,32 @@ class OpenAIChatAgent:
         headers = {"Content-Type": "application/json"}
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
-        request = urllib.request.Request(
-            f"{self.base_url}/chat/completions",
-            data=json.dumps(body).encode(),
-            headers=headers,
-            method="POST",
-        )
+        with transport.Deadline(self.timeout_s) as deadline:
+            request = transport.DeadlineRequest(
+                f"{self.base_url}/chat/completions",
+                data=json.dumps(body).encode(),
+                headers=headers,
+                method="POST",
+                deadline=deadline,
+            )
+            try:
+                payload = self._exchange(request)
+            except (_Retryable, APIError):
+                if deadline.expired:  # the cut made the failure: report the cause
+                    raise self._timed_out() from None
+                raise
+            if deadline.expired:  # a body without Content-Length reads as complete when cut
+                raise self._timed_out()
+        return self._content(payload)
+
+    def _timed_out(self) -> _Retryable:
+        return _Retryable(f"no complete answer within {self.timeout_s}s")
+
+    def _exchange(self, request: urllib.request.Request) -> bytes:
+        """Send the request and read the answer's body, sorting failures into retryable or not."""
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
-                payload = response.read()
+                return self._read_body(response)
         except urllib.error.HTTPError as err:
             if 300 <= err.code < 400:
                 raise self._redirected(err) from None
@@ -289,9 +298,27 @@ class OpenAIChatAgent:
             raise _Retryable(f"no answer within {self.timeout_s}s") from None
         except urllib.error.URLError as err:
             raise _Retryable(f"connection failed ({err.reason})") from None
-        except (ConnectionError, http.client.HTTPException) as err:
+        except (OSError, http.client.HTTPException) as err:  # reset, TLS error, cut short
             raise _Retryable(f"connection dropped ({type(err).__name__})") from None
-        return self._content(payload)
+
+    def _read_body(self, response: http.client.HTTPResponse) -> bytes:
+        """The body, refused when it is over `max_response_bytes`: before reading it when its length
+        is declared, else as soon as one byte more than the limit has come."""
+        limit = self.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self._too_large(f"{int(declared):,} bytes")
+        payload = response.read(limit + 1)
+        if len(payload) > limit:
+            raise self._too_large("more")
+        return payload
+
+    def _too_large(self, size: str) -> APIError:
+        return APIError(
+            f"{_display_url(self.base_url)} sent an answer of {size}, over max_response_bytes="
+            f"{self.max_response_bytes:,}; a chat answer is a few KB: check the base URL, or raise "
+            "max_response_bytes"
+        )
 
     def _content(self, payload: bytes) -> str:
         """The reply's text, safe to pass on (see `_reply_text`)."""
@@ -326,7 +353,7 @@ class OpenAIChatAgent:
     def _error_detail(self, err: urllib.error.HTTPError) -> str:
         """The server's own error message, on one short line (OpenAI puts it in error.message)."""
         try:
-            raw = err.read()[:4096].decode(errors="replace")
+            raw = err.read(4096).decode(errors="replace")
         except Exception:
             return ""
         try:
