@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,8 @@ SLOW_S = 0.6
 @dataclass
 class FakeAPI:
     url: str = ""
+    key: str = KEY
+    """The bearer key the server accepts."""
     requests: list[dict[str, Any]] = field(default_factory=list)
     script: list[int | str | Callable[[BaseHTTPRequestHandler], None]] = field(default_factory=list)
     """Consumed one per request: an HTTP status to fail with, "slow" to answer after SLOW_S, or a
@@ -69,7 +72,7 @@ def _handler(api: FakeAPI) -> type[BaseHTTPRequestHandler]:
                 api.inflight += 1
                 api.max_inflight = max(api.max_inflight, api.inflight)
             try:
-                if auth != f"Bearer {KEY}":
+                if auth != f"Bearer {api.key}":
                     # Real servers sometimes echo the key they got; the agent must scrub it.
                     return self._send(401, {"error": {"message": f"Incorrect API key provided: {auth}"}})
                 if isinstance(step, int):
@@ -501,3 +504,58 @@ def test_answer_size_is_capped_without_content_length(api: FakeAPI) -> None:
         _agent(api, max_response_bytes=10_000).act([_ctx()])
     assert len(api.requests) == 1
     assert OpenAIChatAgent("m", base_url=api.url).max_response_bytes == 4 * 2**20
+
+
+SLASHED_KEY = "sk-live/AbCdEf0123+456789=xyz"
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        (f"key {SLASHED_KEY} end", "key *** end"),
+        ("url ?k=sk-live%2FAbCdEf0123%2B456789%3Dxyz&x=1", "url ?k=***&x=1"),  # URL-encoded
+        ("url ?k=sk-live/AbCdEf0123%2B456789%3Dxyz&x=1", "url ?k=***&x=1"),  # quote() keeps "/"
+        ('{"key": "sk-live\\/AbCdEf0123+456789=xyz"}', '{"key": "***"}'),  # JSON with "\/"
+        ("Incorrect API key provided: sk-live/AbCd. Check it", "Incorrect API key provided: ***. Check it"),
+        ("the key ends in Ef0123+456789=xyz", "the key ends in ***"),
+        ("masked: sk-live/****=xyz", "masked: *******=xyz"),  # 8 characters hidden, 4 left: harmless
+        ("it ends in =xyz; it starts with sk-", "it ends in =xyz; it starts with sk-"),  # under 8: kept
+        (f"{SLASHED_KEY[:12]}{SLASHED_KEY}", "***"),  # overlapping runs merge
+        ("got Authorization: Bearer other-token-123, retry", "got Authorization: Bearer ***, retry"),
+        ("header authorization: bearer\tabc", "header authorization: bearer ***"),
+    ],
+)
+def test_scrub_hides_key_forms_fragments_and_bearer_tokens(text: str, scrubbed: str) -> None:
+    agent = OpenAIChatAgent("m", base_url="http://127.0.0.1:1/v1", api_key=SLASHED_KEY)
+    assert agent._scrub(text) == scrubbed
+
+
+def test_scrub_without_key_still_hides_bearer_tokens() -> None:
+    agent = OpenAIChatAgent("m", base_url="http://127.0.0.1:1/v1", api_key="")
+    assert agent._scrub("sent Bearer sk-abc") == "sent Bearer ***"
+
+
+def test_short_key_is_hidden_whole_only() -> None:
+    agent = OpenAIChatAgent("m", base_url="http://127.0.0.1:1/v1", api_key="tok/en")
+    assert agent._scrub("tok/en, tok%2Fen, tok") == "***, ***, tok"
+
+
+def test_url_encoded_key_echo_is_hidden(api: FakeAPI) -> None:
+    api.key = SLASHED_KEY
+    encoded = urllib.parse.quote(SLASHED_KEY, safe="")  # as it would sit in a query string
+    echo = json.dumps({"error": {"message": f"bad request for /v1?api_key={encoded}&stream=0"}}).encode()
+    api.script = [_raw(400, echo)]
+    with pytest.raises(APIError) as info:
+        _agent(api, api_key=SLASHED_KEY).act([_ctx()])
+    assert "bad request for /v1?api_key=***&stream=0" in str(info.value)
+
+
+def test_key_cut_by_the_snippet_is_hidden(api: FakeAPI) -> None:
+    # The snippet of a non-JSON answer is 200 characters; the key starts at 190. Cut first and
+    # scrubbed after, "sk-test-01" would show.
+    api.script = [_raw(200, b"<html>" + b"x" * 184 + KEY.encode() + b"</html>")]
+    with pytest.raises(APIError) as info:
+        _agent(api).act([_ctx()])
+    msg = str(info.value)
+    assert msg.endswith("'<html>" + "x" * 184 + "***</html>'")  # 200 characters once scrubbed
+    assert KEY[:8] not in msg

@@ -6,7 +6,9 @@ so the numbers are comparable. Only the standard library is used (urllib + json)
 baseline needs no extra package.
 
 The API key is kept in a `_Secret` and scrubbed from every message we build, so it can appear in no
-repr, log line or exception, even when a server echoes it back in an error body.
+repr, log line or exception, even when a server echoes it back in an error body (whole, cut short,
+URL- or JSON-encoded, or as a `Bearer` header). It goes to the base URL's host only: redirects are
+refused (see `transport`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -44,16 +47,58 @@ class APIError(AgentPRMError):
     """The chat endpoint failed (after retries, or with an error retrying cannot fix)."""
 
 
-class _Secret:
-    """Holds the API key so that printing it, or any object or frame holding it, shows `***`."""
+_MIN_FRAGMENT = 8
+"""Any run of this many characters of the key is hidden, not just the whole key: servers echo keys
+cut short, and a snippet of a reply can end inside one. Fewer characters give too little away to
+matter, and hiding them would hide ordinary words (and a key shorter than this is hidden whole)."""
+_BEARER_RE = re.compile(r"\b(bearer)\s+[^\s\"',;]+", re.IGNORECASE)
 
-    __slots__ = ("_value",)
+
+class _Secret:
+    """Holds the API key so that printing it, or any object or frame holding it, shows `***`, and
+    hides it in text (`scrub`)."""
+
+    __slots__ = ("_forms", "_fragments", "_value")
 
     def __init__(self, value: str):
         self._value = value
+        json_escaped = json.dumps(value)[1:-1]
+        # The key as sent, in a URL (a query string, a logged request line) and in JSON (some
+        # encoders write "/" as "\/"): the forms an echo of it realistically takes.
+        forms = {
+            value,
+            urllib.parse.quote(value, safe=""),
+            urllib.parse.quote_plus(value),
+            json_escaped,
+            json_escaped.replace("/", "\\/"),
+        }
+        self._forms = sorted(forms, key=len, reverse=True)
+        n = _MIN_FRAGMENT
+        self._fragments = frozenset(form[i : i + n] for form in forms for i in range(len(form) - n + 1))
 
     def reveal(self) -> str:
         return self._value
+
+    def scrub(self, text: str) -> str:
+        """`text` with every run of `_MIN_FRAGMENT`+ characters of the key, in any of its forms,
+        replaced by `***`."""
+        if len(self._value) < _MIN_FRAGMENT:
+            for form in self._forms:
+                text = text.replace(form, "***")
+            return text
+        n = _MIN_FRAGMENT
+        spans: list[list[int]] = []  # [start, end) of text to hide, merged where windows overlap
+        for i in range(len(text) - n + 1):
+            if text[i : i + n] in self._fragments:
+                if spans and i <= spans[-1][1]:
+                    spans[-1][1] = i + n
+                else:
+                    spans.append([i, i + n])
+        kept, last = [], 0
+        for start, end in spans:
+            kept += [text[last:start], "***"]
+            last = end
+        return "".join(kept) + text[last:]
 
     def __repr__(self) -> str:
         return "'***'"
@@ -315,9 +360,11 @@ class OpenAIChatAgent:
 
     def _too_large(self, size: str) -> APIError:
         return APIError(
-            f"{_display_url(self.base_url)} sent an answer of {size}, over max_response_bytes="
-            f"{self.max_response_bytes:,}; a chat answer is a few KB: check the base URL, or raise "
-            "max_response_bytes"
+            self._scrub(
+                f"{_display_url(self.base_url)} sent an answer of {size}, over max_response_bytes="
+                f"{self.max_response_bytes:,}; a chat answer is a few KB: check the base URL, or raise "
+                "max_response_bytes"
+            )
         )
 
     def _content(self, payload: bytes) -> str:
@@ -325,7 +372,8 @@ class OpenAIChatAgent:
         try:
             content = json.loads(payload.decode("utf-8", errors="replace"))["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            snippet = " ".join(payload[:_SNIPPET_CHARS].decode(errors="replace").split())
+            # Scrubbed before it is cut, so that the cut cannot leave part of a key unrecognised.
+            snippet = self._scrub(" ".join(payload[:4096].decode(errors="replace").split()))[:_SNIPPET_CHARS]
             raise APIError(
                 self._scrub(
                     f"{_display_url(self.base_url)} answered without choices[0].message.content "
@@ -335,8 +383,10 @@ class OpenAIChatAgent:
         text = _reply_text(content)
         if text is None:
             raise APIError(
-                f"{_display_url(self.base_url)} answered with a {type(content).__name__} as "
-                "choices[0].message.content, not text or a list of text parts (is it OpenAI-compatible?)"
+                self._scrub(
+                    f"{_display_url(self.base_url)} answered with a {type(content).__name__} as "
+                    "choices[0].message.content, not text or a list of text parts (is it OpenAI-compatible?)"
+                )
             )
         return text
 
@@ -364,10 +414,11 @@ class OpenAIChatAgent:
         return f" ({detail})" if detail else ""
 
     def _scrub(self, text: str) -> str:
-        """`text` with the key replaced by `***`: some servers echo it back in their errors."""
-        if self._api_key is None:
-            return text
-        return text.replace(self._api_key.reveal(), "***")
+        """`text` with the key (see `_Secret.scrub`) and any bearer token replaced by `***`: some
+        servers echo the key, or the whole Authorization header, back in their errors."""
+        if self._api_key is not None:
+            text = self._api_key.scrub(text)
+        return _BEARER_RE.sub(r"\1 ***", text)
 
 
 def agent_from_spec(spec: str, **kw: Any) -> OpenAIChatAgent:
