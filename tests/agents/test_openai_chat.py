@@ -265,13 +265,27 @@ def test_bad_spec(spec: str) -> None:
         agent_from_spec(spec, base_url="http://127.0.0.1:1/v1")
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"timeout_s": 0},
+        {"timeout_s": float("nan")},
+        {"timeout_s": float("inf")},
+        {"timeout_s": 1e10},
+        {"max_response_bytes": 0},
+        {"concurrency": 0},
+    ],
+)
+def test_bad_settings_are_config_errors(setting: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=r"0 < timeout_s <= 86400 and max_response_bytes >= 1"):
+        OpenAIChatAgent("m", base_url="http://127.0.0.1:8000/v1", **setting)
+
+
 def test_openai_without_key_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         OpenAIChatAgent("gpt-4o")
     with pytest.raises(ConfigError, match="http"):
         OpenAIChatAgent("m", base_url="127.0.0.1:8000/v1")
-    with pytest.raises(ConfigError, match="max_response_bytes >= 1"):
-        OpenAIChatAgent("m", base_url="http://127.0.0.1:8000/v1", max_response_bytes=0)
 
 
 def _raw(status: int, body: bytes, headers: dict[str, str] | None = None) -> Callable[[BaseHTTPRequestHandler], None]:
@@ -500,7 +514,7 @@ def test_answer_size_is_capped(api: FakeAPI) -> None:
 def test_answer_size_is_capped_without_content_length(api: FakeAPI) -> None:
     head, body = _answer_bytes("x" * 30_000, content_length=False)
     api.script = [_drip(head, body, from_byte=len(head + body))]  # all at once, ended by closing
-    with pytest.raises(APIError, match="sent an answer of more, over max_response_bytes=10,000;"):
+    with pytest.raises(APIError, match="sent an answer over max_response_bytes=10,000;"):
         _agent(api, max_response_bytes=10_000).act([_ctx()])
     assert len(api.requests) == 1
     assert OpenAIChatAgent("m", base_url=api.url).max_response_bytes == 4 * 2**20

@@ -40,6 +40,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 SPEC_PREFIX = "openai:"
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 2**20
 _RETRY_AFTER_CAP_S = 60.0
+_MAX_TIMEOUT_S = 86_400.0
 _SNIPPET_CHARS = 200
 
 
@@ -207,10 +208,11 @@ class OpenAIChatAgent:
     ):
         if not model:
             raise ConfigError("OpenAIChatAgent needs a model name, e.g. --policy openai:gpt-4o")
-        if concurrency < 1 or max_retries < 0 or timeout_s <= 0 or max_response_bytes < 1:
+        # A timeout is also a socket timeout and a timer: nan, inf or centuries crash them.
+        if concurrency < 1 or max_retries < 0 or not 0 < timeout_s <= _MAX_TIMEOUT_S or max_response_bytes < 1:
             raise ConfigError(
-                f"OpenAIChatAgent: need concurrency >= 1, max_retries >= 0, timeout_s > 0 and "
-                f"max_response_bytes >= 1 (got {concurrency}, {max_retries}, {timeout_s}, {max_response_bytes})"
+                f"OpenAIChatAgent: need concurrency >= 1, max_retries >= 0, 0 < timeout_s <= {_MAX_TIMEOUT_S:g} "
+                f"and max_response_bytes >= 1 (got {concurrency}, {max_retries}, {timeout_s}, {max_response_bytes})"
             )
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
@@ -352,16 +354,17 @@ class OpenAIChatAgent:
         limit = self.max_response_bytes
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise self._too_large(f"{int(declared):,} bytes")
+            raise self._too_large(int(declared))
         payload = response.read(limit + 1)
         if len(payload) > limit:
-            raise self._too_large("more")
+            raise self._too_large(None)
         return payload
 
-    def _too_large(self, size: str) -> APIError:
+    def _too_large(self, declared: int | None) -> APIError:
+        size = f"of {declared:,} bytes, " if declared is not None else ""
         return APIError(
             self._scrub(
-                f"{_display_url(self.base_url)} sent an answer of {size}, over max_response_bytes="
+                f"{_display_url(self.base_url)} sent an answer {size}over max_response_bytes="
                 f"{self.max_response_bytes:,}; a chat answer is a few KB: check the base URL, or raise "
                 "max_response_bytes"
             )
