@@ -18,6 +18,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -338,7 +339,7 @@ def test_content_parts_null_and_surrogates(
     out.raw_output.encode("utf-8")  # safe to write anywhere
 
 
-def test_reply_with_surrogate_is_recorded(api: FakeAPI, tmp_path: Any) -> None:
+def test_reply_with_surrogate_is_recorded(api: FakeAPI, tmp_path: Path) -> None:
     from agentprm.trajectory import Episode, Step, TrajectoryWriter, read_episodes
 
     api.reply = lambda body: "REASON: \udc00cold\nACTION: look"
