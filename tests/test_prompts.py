@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from agentprm.prompts import Turn, TurnContext, build_messages, format_answer, normalize, parse_answer
@@ -23,6 +25,14 @@ ADMISSIBLE = ["go to fridge 1", "take apple 1 from countertop 2", "look", "move 
         ("ACTION: put apple 1 in fridge 1", "put apple 1 in fridge 1", None, False),  # raw goes to the env
         ("", "look", None, False),
         ("ACTION: go to fridge 10", "go to fridge 10", None, False),  # no fuzzy matching to a neighbour
+        ("ACTION: ACTION: look", "look", None, True),  # a repeated marker is not part of the command
+        ("action:action: Go To Fridge 1", "go to fridge 1", None, True),
+        ("REACTION: go to fridge 1", "REACTION: go to fridge 1", None, False),  # a marker is a whole word
+        ("REASON: the reaction: fast\nACTION: look", "look", "the reaction: fast", True),
+        ("ACT\u200bION: go to fridge 1", "go to fridge 1", None, True),  # zero-width characters fold away
+        ("ACTION:\ufeff go to\u200b fridge\u200d 1\u2060", "go to fridge 1", None, True),
+        ("\ufeffREASON: cold\u200c\nACTION: lo\x00ok", "look", "cold", True),  # BOM, NUL
+        ("ACTION: take apple 1 from counter\u00adtop 2", "take apple 1 from countertop 2", None, True),
     ],
 )
 def test_parse_answer(raw, action, reason, matched):
@@ -30,6 +40,16 @@ def test_parse_answer(raw, action, reason, matched):
     assert (got.action, got.matched) == (action, matched)
     if reason is not None:
         assert got.reason == reason
+
+
+def test_parse_answer_is_linear_in_whitespace():
+    # The old REASON regex rescanned the whitespace run from every position in it: ~5 s here.
+    raw = "REASON: a" + " " * 30_000 + "b\nACTION: look"
+    start = time.perf_counter()
+    got = parse_answer(raw, ADMISSIBLE)
+    elapsed = time.perf_counter() - start
+    assert (got.action, got.reason) == ("look", "a" + " " * 30_000 + "b")
+    assert elapsed < 0.5, f"parse_answer took {elapsed:.2f}s on 30k spaces"
 
 
 def test_normalize_folds_case_spaces_punctuation():

@@ -104,3 +104,21 @@ def test_newer_version_and_missing_file_are_refused(tmp_path):
         list(read_episodes(path))
     with pytest.raises(CorruptRecordError, match="no trajectory file"):
         list(read_episodes(tmp_path / "missing.jsonl"))
+
+
+def test_lone_surrogates_are_written_as_replacement_characters(tmp_path):
+    # json.loads('"\\ud800"') hands over a lone surrogate; UTF-8 cannot encode it.
+    ep = make_episode(0)
+    ep.steps[0].raw_output = "ACTION: look\ud800"
+    ep.steps[1].observation = "\udfffa split pair: \ud83d\ude00"
+    ep.meta = {"note": ["odd \udc80"]}
+    path = tmp_path / "t.jsonl"
+    with TrajectoryWriter(path) as w:
+        w.write(ep)
+        w.write(make_episode(1))
+    path.read_bytes().decode("utf-8")  # strict: valid UTF-8
+    back, nxt = read_episodes(path)
+    assert back.steps[0].raw_output == "ACTION: look\ufffd"
+    assert back.steps[1].observation == "\ufffda split pair: \U0001f600"
+    assert back.meta == {"note": ["odd \ufffd"]}
+    assert nxt == make_episode(1)

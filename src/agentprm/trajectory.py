@@ -32,6 +32,9 @@ appending new records under the same ids (the file stays append-only), so `read_
 *last* record of each id, at the place of its first one. Ids repeat only within a file: two files
 (say, two iterations' rollouts) may hold the same id and both are kept.
 
+Text is stored as UTF-8; a lone UTF-16 surrogate (which a model reply can carry and UTF-8 cannot
+encode) is written as U+FFFD, so one odd reply can never stop a run from being recorded.
+
 Writes are atomic per line: one `write()` of a whole line on an O_APPEND descriptor, then fsync, and
 opening a file for append first cuts off a half-written tail left by a crash. Readers name the file
 and line of a corrupt record and can skip it with a warning. A later version must keep reading v1.
@@ -49,6 +52,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from agentprm.errors import CorruptRecordError
+from agentprm.text import replace_surrogates
 
 FORMAT = "agentprm.trajectory"
 VERSION = 3
@@ -93,9 +97,10 @@ class Episode(BaseModel):
         return len(self.steps)
 
     def to_json(self) -> str:
+        """One JSON line, always encodable as UTF-8 (lone surrogates become U+FFFD)."""
         data = self.model_dump(mode="json")
         data["num_steps"] = self.num_steps
-        return json.dumps(data, ensure_ascii=False)
+        return replace_surrogates(json.dumps(data, ensure_ascii=False))
 
 
 def _repair_tail(path: Path) -> None:

@@ -6,15 +6,21 @@ so the numbers are comparable. Only the standard library is used (urllib + json)
 baseline needs no extra package.
 
 The API key is kept in a `_Secret` and scrubbed from every message we build, so it can appear in no
-repr, log line or exception, even when a server echoes it back in an error body.
+repr, log line or exception, even when a server echoes it back in an error body (whole, cut short,
+URL- or JSON-encoded, or as a `Bearer` header). It goes to the base URL's host only: redirects are
+refused (see `transport`).
 """
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import http.client
 import json
 import logging
+import math
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -22,15 +28,19 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from agentprm.agents import transport
 from agentprm.agents.base import AgentOutput
 from agentprm.errors import AgentPRMError, ConfigError
 from agentprm.prompts import TurnContext, build_messages, parse_answer, render
+from agentprm.text import replace_surrogates
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 SPEC_PREFIX = "openai:"
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 2**20
 _RETRY_AFTER_CAP_S = 60.0
+_MAX_TIMEOUT_S = 86_400.0
 _SNIPPET_CHARS = 200
 
 
@@ -38,16 +48,58 @@ class APIError(AgentPRMError):
     """The chat endpoint failed (after retries, or with an error retrying cannot fix)."""
 
 
-class _Secret:
-    """Holds the API key so that printing it, or any object or frame holding it, shows `***`."""
+_MIN_FRAGMENT = 8
+"""Any run of this many characters of the key is hidden, not just the whole key: servers echo keys
+cut short, and a snippet of a reply can end inside one. Fewer characters give too little away to
+matter, and hiding them would hide ordinary words (and a key shorter than this is hidden whole)."""
+_BEARER_RE = re.compile(r"\b(bearer)\s+[^\s\"',;]+", re.IGNORECASE)
 
-    __slots__ = ("_value",)
+
+class _Secret:
+    """Holds the API key so that printing it, or any object or frame holding it, shows `***`, and
+    hides it in text (`scrub`)."""
+
+    __slots__ = ("_forms", "_fragments", "_value")
 
     def __init__(self, value: str):
         self._value = value
+        json_escaped = json.dumps(value)[1:-1]
+        # The key as sent, in a URL (a query string, a logged request line) and in JSON (some
+        # encoders write "/" as "\/"): the forms an echo of it realistically takes.
+        forms = {
+            value,
+            urllib.parse.quote(value, safe=""),
+            urllib.parse.quote_plus(value),
+            json_escaped,
+            json_escaped.replace("/", "\\/"),
+        }
+        self._forms = sorted(forms, key=len, reverse=True)
+        n = _MIN_FRAGMENT
+        self._fragments = frozenset(form[i : i + n] for form in forms for i in range(len(form) - n + 1))
 
     def reveal(self) -> str:
         return self._value
+
+    def scrub(self, text: str) -> str:
+        """`text` with every run of `_MIN_FRAGMENT`+ characters of the key, in any of its forms,
+        replaced by `***`."""
+        if len(self._value) < _MIN_FRAGMENT:
+            for form in self._forms:
+                text = text.replace(form, "***")
+            return text
+        n = _MIN_FRAGMENT
+        spans: list[list[int]] = []  # [start, end) of text to hide, merged where windows overlap
+        for i in range(len(text) - n + 1):
+            if text[i : i + n] in self._fragments:
+                if spans and i <= spans[-1][1]:
+                    spans[-1][1] = i + n
+                else:
+                    spans.append([i, i + n])
+        kept, last = [], 0
+        for start, end in spans:
+            kept += [text[last:start], "***"]
+            last = end
+        return "".join(kept) + text[last:]
 
     def __repr__(self) -> str:
         return "'***'"
@@ -75,21 +127,68 @@ def _display_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def _retry_after(headers: Any) -> float | None:
-    try:
-        value = float(headers.get("Retry-After"))
-    except (TypeError, ValueError, AttributeError):
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header, at most `_RETRY_AFTER_CAP_S`; None when absent or
+    unusable (then our own backoff applies).
+
+    The header is either delay-seconds or an HTTP-date (RFC 9110 10.2.3). Servers and proxies also
+    send floats, "inf", "nan" or negatives: nan and negatives are ignored, a date in the past means
+    now, anything huge waits the cap (so one bad header can neither crash `time.sleep` nor stall a run).
+    """
+    if value is None:
         return None
-    return min(max(value, 0.0), _RETRY_AFTER_CAP_S)
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = max((when - datetime.datetime.now(datetime.timezone.utc)).total_seconds(), 0.0)
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return min(seconds, _RETRY_AFTER_CAP_S)
+
+
+def _reply_text(content: object) -> str | None:
+    """The text of a reply's `message.content`, or None when it cannot hold any.
+
+    A string is the usual case; null (a refusal, a tool call) is an empty answer; a list of content
+    parts (some servers answer that way) gives its text parts joined by newlines, as vLLM joins them
+    in prompts, other parts (images, reasoning) skipped. The text is made safe to store and encode:
+    JSON may carry lone surrogates, which would crash the trajectory writer or a tokenizer later.
+    """
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        content = "\n".join(text for text in map(_part_text, content) if text is not None)
+    if not isinstance(content, str):
+        return None
+    return replace_surrogates(content)
+
+
+def _part_text(part: object) -> str | None:
+    """A content part's text: a bare string or `{"type": "text", "text": ...}`; None for other parts."""
+    if isinstance(part, str):
+        return part
+    if isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+        return part["text"]
+    return None
 
 
 class OpenAIChatAgent:
     """Chat-completions agent; one request per context, a batch sent concurrently.
 
-    `max_retries` counts repeats after the first attempt (so at most `max_retries + 1` requests per
-    turn); waits double from `backoff_s`, or follow the server's Retry-After. `few_shot` appends the
-    worked example in `react_fewshot.jinja` to the system prompt (the ReAct-style baseline); it is
-    off by default so the API model sees the same prompt as our trained policies.
+    `timeout_s` bounds each request as a whole, from sending it to the last byte of the answer (a
+    request cut off by it is retried). `max_retries` counts repeats after the first attempt (so at
+    most `max_retries + 1` requests per turn); waits double from `backoff_s`, or follow the server's
+    Retry-After. `max_response_bytes` (default 4 MiB) caps the answer's body: an answer of
+    `max_tokens` tokens is a few KB, so a bigger one means a wrong endpoint or a broken server.
+    `few_shot` appends the worked example in `react_fewshot.jinja` to the system prompt (the
+    ReAct-style baseline); it is off by default so the API model sees the same prompt as our
+    trained policies.
     """
 
     def __init__(
@@ -105,13 +204,15 @@ class OpenAIChatAgent:
         concurrency: int = 4,
         few_shot: bool = False,
         backoff_s: float = 1.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ):
         if not model:
             raise ConfigError("OpenAIChatAgent needs a model name, e.g. --policy openai:gpt-4o")
-        if concurrency < 1 or max_retries < 0 or timeout_s <= 0:
+        # A timeout is also a socket timeout and a timer: nan, inf or centuries crash them.
+        if concurrency < 1 or max_retries < 0 or not 0 < timeout_s <= _MAX_TIMEOUT_S or max_response_bytes < 1:
             raise ConfigError(
-                f"OpenAIChatAgent: need concurrency >= 1, max_retries >= 0 and timeout_s > 0 "
-                f"(got {concurrency}, {max_retries}, {timeout_s})"
+                f"OpenAIChatAgent: need concurrency >= 1, max_retries >= 0, 0 < timeout_s <= {_MAX_TIMEOUT_S:g} "
+                f"and max_response_bytes >= 1 (got {concurrency}, {max_retries}, {timeout_s}, {max_response_bytes})"
             )
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
@@ -136,9 +237,10 @@ class OpenAIChatAgent:
         self.concurrency = concurrency
         self.few_shot = few_shot
         self.backoff_s = backoff_s
+        self.max_response_bytes = max_response_bytes
         self.policy_id = f"openai:{model}"
         # Our own opener: proxy settings are read once here, not from the process-wide urlopen state.
-        self._opener = urllib.request.build_opener()
+        self._opener = transport.build_opener()
 
     def __repr__(self) -> str:
         return (
@@ -201,19 +303,38 @@ class OpenAIChatAgent:
         headers = {"Content-Type": "application/json"}
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
-        request = urllib.request.Request(
-            f"{self.base_url}/chat/completions",
-            data=json.dumps(body).encode(),
-            headers=headers,
-            method="POST",
-        )
+        with transport.Deadline(self.timeout_s) as deadline:
+            request = transport.DeadlineRequest(
+                f"{self.base_url}/chat/completions",
+                data=json.dumps(body).encode(),
+                headers=headers,
+                method="POST",
+                deadline=deadline,
+            )
+            try:
+                payload = self._exchange(request)
+            except (_Retryable, APIError):
+                if deadline.expired:  # the cut made the failure: report the cause
+                    raise self._timed_out() from None
+                raise
+            if deadline.expired:  # a body without Content-Length reads as complete when cut
+                raise self._timed_out()
+        return self._content(payload)
+
+    def _timed_out(self) -> _Retryable:
+        return _Retryable(f"no complete answer within {self.timeout_s}s")
+
+    def _exchange(self, request: urllib.request.Request) -> bytes:
+        """Send the request and read the answer's body, sorting failures into retryable or not."""
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
-                payload = response.read()
+                return self._read_body(response)
         except urllib.error.HTTPError as err:
+            if 300 <= err.code < 400:
+                raise self._redirected(err) from None
             why = f"HTTP {err.code}{self._error_detail(err)}"
             if err.code == 429 or err.code >= 500:
-                raise _Retryable(why, _retry_after(err.headers)) from None
+                raise _Retryable(why, _retry_after(err.headers.get("Retry-After"))) from None
             raise APIError(
                 self._scrub(
                     f"chat request to {_display_url(self.base_url)} (model {self.model}) failed: {why}; "
@@ -224,27 +345,68 @@ class OpenAIChatAgent:
             raise _Retryable(f"no answer within {self.timeout_s}s") from None
         except urllib.error.URLError as err:
             raise _Retryable(f"connection failed ({err.reason})") from None
-        except (ConnectionError, http.client.HTTPException) as err:
+        except (OSError, http.client.HTTPException) as err:  # reset, TLS error, cut short
             raise _Retryable(f"connection dropped ({type(err).__name__})") from None
-        return self._content(payload)
+
+    def _read_body(self, response: http.client.HTTPResponse) -> bytes:
+        """The body, refused when it is over `max_response_bytes`: before reading it when its length
+        is declared, else as soon as one byte more than the limit has come."""
+        limit = self.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self._too_large(int(declared))
+        payload = response.read(limit + 1)
+        if len(payload) > limit:
+            raise self._too_large(None)
+        return payload
+
+    def _too_large(self, declared: int | None) -> APIError:
+        size = f"of {declared:,} bytes, " if declared is not None else ""
+        return APIError(
+            self._scrub(
+                f"{_display_url(self.base_url)} sent an answer {size}over max_response_bytes="
+                f"{self.max_response_bytes:,}; a chat answer is a few KB: check the base URL, or raise "
+                "max_response_bytes"
+            )
+        )
 
     def _content(self, payload: bytes) -> str:
+        """The reply's text, safe to pass on (see `_reply_text`)."""
         try:
-            content = json.loads(payload)["choices"][0]["message"]["content"]
+            content = json.loads(payload.decode("utf-8", errors="replace"))["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            snippet = " ".join(payload[:_SNIPPET_CHARS].decode(errors="replace").split())
+            # Scrubbed before it is cut, so that the cut cannot leave part of a key unrecognised.
+            snippet = self._scrub(" ".join(payload[:4096].decode(errors="replace").split()))[:_SNIPPET_CHARS]
             raise APIError(
                 self._scrub(
                     f"{_display_url(self.base_url)} answered without choices[0].message.content "
                     f"(is it OpenAI-compatible?): {snippet!r}"
                 )
             ) from None
-        return content or ""
+        text = _reply_text(content)
+        if text is None:
+            raise APIError(
+                self._scrub(
+                    f"{_display_url(self.base_url)} answered with a {type(content).__name__} as "
+                    "choices[0].message.content, not text or a list of text parts (is it OpenAI-compatible?)"
+                )
+            )
+        return text
+
+    def _redirected(self, err: urllib.error.HTTPError) -> APIError:
+        location = urllib.parse.urljoin(err.url, err.headers.get("Location", ""))
+        return APIError(
+            self._scrub(
+                f"chat request to {_display_url(self.base_url)} was redirected (HTTP {err.code}) to "
+                f"{_display_url(location)!r}; redirects are not followed, so the API key goes to no other "
+                "address: if that address is right, set it as the base URL"
+            )
+        )
 
     def _error_detail(self, err: urllib.error.HTTPError) -> str:
         """The server's own error message, on one short line (OpenAI puts it in error.message)."""
         try:
-            raw = err.read()[:4096].decode(errors="replace")
+            raw = err.read(4096).decode(errors="replace")
         except Exception:
             return ""
         try:
@@ -255,10 +417,11 @@ class OpenAIChatAgent:
         return f" ({detail})" if detail else ""
 
     def _scrub(self, text: str) -> str:
-        """`text` with the key replaced by `***`: some servers echo it back in their errors."""
-        if self._api_key is None:
-            return text
-        return text.replace(self._api_key.reveal(), "***")
+        """`text` with the key (see `_Secret.scrub`) and any bearer token replaced by `***`: some
+        servers echo the key, or the whole Authorization header, back in their errors."""
+        if self._api_key is not None:
+            text = self._api_key.scrub(text)
+        return _BEARER_RE.sub(r"\1 ***", text)
 
 
 def agent_from_spec(spec: str, **kw: Any) -> OpenAIChatAgent:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -121,8 +122,9 @@ class ParsedAnswer:
     """True when `action` is exactly one of the admissible commands."""
 
 
-_ACTION_RE = re.compile(r"action\s*:\s*(.*)", re.IGNORECASE)
-_REASON_RE = re.compile(r"reason\s*:\s*(.*?)(?=\n?\s*action\s*:|$)", re.IGNORECASE | re.DOTALL)
+_MARKER_RE = re.compile(r"\b(reason|action)\s*:", re.IGNORECASE)
+"""A `REASON:`/`ACTION:` marker as a word of its own (so `REACTION:` is none). Scanned once, left to
+right: the parser stays linear in the answer's length, however much whitespace a model emits."""
 _PUNCT = str.maketrans({c: " " for c in string.punctuation})
 
 
@@ -131,18 +133,35 @@ def normalize(command: str) -> str:
     return " ".join(command.lower().translate(_PUNCT).split())
 
 
+def fold_invisible(text: str) -> str:
+    """`text` without invisible characters: control characters other than whitespace (NUL, ...) and
+    format characters (zero-width space and joiners, word joiner, BOM, soft hyphen, bidi marks).
+    A model or server that slips one into `ACTION:` or a command would otherwise hide the marker
+    or spoil an exact match while the text looks right to anyone reading it."""
+    return "".join(c for c in text if c.isspace() or unicodedata.category(c) not in ("Cc", "Cf"))
+
+
 def parse_answer(raw: str, admissible: Sequence[str]) -> ParsedAnswer:
     """The command in a model answer. Takes the text after the last `ACTION:` (first line of it);
-    without that marker, the first non-empty line that is not a REASON line. An exact match after
-    `normalize` maps to the admissible spelling; otherwise the raw command goes to the environment,
-    which answers "Nothing happens." and charges a step. Empty output becomes "look"."""
-    reason_m = _REASON_RE.search(raw)
-    reason = reason_m.group(1).strip() or None if reason_m else None
-    matches = _ACTION_RE.findall(raw)
-    if matches:
-        candidate = matches[-1].strip().splitlines()[0] if matches[-1].strip() else ""
+    without that marker, the first non-empty line that is not a REASON line. The reason is the text
+    between the first `REASON:` and the next `ACTION:`. An exact match after `normalize` maps to the
+    admissible spelling; otherwise the raw command goes to the environment, which answers "Nothing
+    happens." and charges a step. Empty output becomes "look". Invisible characters are folded away
+    first (`fold_invisible`)."""
+    text = fold_invisible(raw)
+    markers = list(_MARKER_RE.finditer(text))
+    actions = [m for m in markers if m.group(1).lower() == "action"]
+    reason = None
+    reason_m = next((m for m in markers if m.group(1).lower() == "reason"), None)
+    if reason_m is not None:
+        end = next((m.start() for m in actions if m.start() > reason_m.start()), len(text))
+        reason = text[reason_m.end() : end].strip() or None
+    if actions:
+        # The last marker wins, so `ACTION: ACTION: look` sends `look`.
+        rest = text[actions[-1].end() :].strip()
+        candidate = rest.splitlines()[0] if rest else ""
     else:
-        lines = [ln.strip() for ln in raw.splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         lines = [ln for ln in lines if not ln.lower().startswith("reason")]
         candidate = lines[0] if lines else ""
     candidate = candidate.strip().strip("\"'`").rstrip(".").strip()
