@@ -49,3 +49,25 @@ def test_report_reads_a_summary_written_when_failed_episodes_counted_as_losses()
     del old["per_task_type"]["Pick"]["failed"]  # per type, the old summary cannot tell them apart
     line = _table([("pi0", old)], "")[4]
     assert line.startswith("| π0 | 100.0 | 62.5 |") and "| 5/5 | 3 |" in line
+
+
+def test_report_has_the_demos_and_sft_rows_and_embeds_its_plots(tmp_path: Path) -> None:
+    from agentprm.report import write_report
+
+    (tmp_path / "demos").mkdir()
+    (tmp_path / "demos" / "summary.json").write_text(json.dumps(
+        {"policy_id": "expert:handcoded", "eval/episodes": 10, "eval/won": 9, "eval/failed": 0,
+         "eval/success": 0.9, "eval/mean_actions": 12.5}))
+    (tmp_path / "pi0").mkdir()
+    (tmp_path / "pi0" / "summary.json").write_text(json.dumps({"metrics": {
+        "sft/train_examples": 1045, "sft/tokens": 4335210, "sft/train_loss_first": 6.5959, "sft/train_loss": 0.1489,
+        "sft/val_loss": None, "sft/tokens_per_s": 4224.9, "sft/wall_s": 1026.1}}))
+    (tmp_path / "eval" / "pi0").mkdir(parents=True)
+    (tmp_path / "eval" / "pi0" / "summary.json").write_text(json.dumps(_summary(1, 2, 0, 0.5)))
+    (tmp_path / "state.json").write_text(json.dumps(
+        {"done": ["demos", "sft"], "seconds": {"demos": 10.0, "sft": 30.5}, "attempts": {"sft": 2}}))
+    text = write_report(tmp_path).read_text()
+    assert "won 9/10 train games (90.0 %, 12.5 actions per game)" in text
+    assert "| pi0 | 1,045 | 4,335,210 | 6.596 → 0.149 | – | 4,225 | 1026 |" in text
+    assert "| demos | 10 | 1 |" in text and "| sft | 30 | 2 |" in text  # seconds summed over attempts
+    assert "![success_by_agent.png](success_by_agent.png)" in text and (tmp_path / "success_by_agent.png").is_file()

@@ -87,6 +87,33 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _imitation(run_dir: Path) -> list[str]:
+    """Where π0 came from: the demonstrator's games (won ones are the SFT data) and each SFT run
+    (π0, then any DAgger rounds), so a weak π0 can be traced to its data or its training."""
+    demos = _read(run_dir / "demos" / "summary.json")
+    sfts = [p for p in [run_dir / "pi0", *sorted(run_dir.glob("dagger*"))] if (p / "summary.json").is_file()]
+    if not demos and not sfts:
+        return []
+    lines = ["", "## Demonstrations and imitation (π0)", ""]
+    if demos:
+        lines.append(f"Demonstrator `{demos.get('policy_id', '?')}`: won {demos['eval/won']}/{_finished(demos)} train "
+                     f"games ({100 * demos['eval/success']:.1f} %, {demos['eval/mean_actions']:.1f} actions per game); "
+                     "the won episodes are the SFT data.")
+    if sfts:
+        lines += ["", "| SFT | examples | tokens seen | train loss (first → last) | val loss | tokens/s | seconds |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for p in sfts:
+            m = _read(p / "summary.json").get("metrics", {})
+
+            def f(key: str, fmt: str = "{:.3f}", m: dict = m) -> str:
+                return fmt.format(m[key]) if m.get(key) is not None else "–"
+
+            lines.append(f"| {p.name} | {f('sft/train_examples', '{:,}')} | {f('sft/tokens', '{:,}')} | "
+                         f"{f('sft/train_loss_first')} → {f('sft/train_loss')} | {f('sft/val_loss')} | "
+                         f"{f('sft/tokens_per_s', '{:,.0f}')} | {f('sft/wall_s', '{:.0f}')} |")
+    return lines
+
+
 def _diagnostics(run_dir: Path) -> list[str]:
     """Per iteration: what the rollouts, Q̂ targets, PRM and policy step saw (the figures to read when
     success does not move)."""
@@ -187,6 +214,7 @@ def write_report(run_dir: Path) -> Path:
                   *_table(held, "held-out train games")]
         if selected:
             lines += ["", f"Kept: π{selected['iteration']} (best held-out success; Best-of-N runs on it)."]
+    lines += _imitation(run_dir)
     lines += _diagnostics(run_dir)
     state = run_dir / "state.json"
     if state.is_file():
