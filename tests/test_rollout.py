@@ -208,3 +208,24 @@ def test_an_empty_answer_is_recorded_as_not_admissible(alfworld_root, tmp_path):
     assert [s.admissible for s in ep.steps] == [False, False, True, True]  # the game itself accepted "look"
     s = summarize([ep])
     assert s["eval/empty_answers"] == 2 and s["eval/non_admissible_rate"] == 0.5
+
+
+def test_a_resumed_sampling_rollout_is_the_run_it_would_have_been(alfworld_root, tmp_path, tiny_model):
+    """Sampled actions are seeded by episode and turn (agents.seeding): a run that stopped after two
+    episodes and was resumed writes the same episodes as one uninterrupted run, although the resumed
+    run batches the remaining episodes differently and its policy has made fewer calls."""
+    from agentprm.agents.policy import LMPolicy, PolicyConfig
+
+    games = find_games("valid_seen", ["pick_and_place_simple"])[:4]
+    jobs = make_jobs(games, repeats=1, seed=5)
+
+    def policy():
+        return LMPolicy.from_spec(tiny_model, PolicyConfig(temperature=1.0, max_new_tokens=8, seed=9))
+
+    whole = run_rollouts(policy(), jobs, tmp_path / "whole.jsonl", workers=0, max_steps=3, show_progress=False)
+    lines = (tmp_path / "whole.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "cut.jsonl").write_text("".join(lines[:2]))  # killed after two episodes were written
+    resumed = run_rollouts(policy(), jobs, tmp_path / "cut.jsonl", workers=0, max_steps=3, max_in_flight=1,
+                           show_progress=False)
+    assert [[s.raw_output for s in ep.steps] for ep in resumed] == [[s.raw_output for s in ep.steps] for ep in whole]
+    assert len({s.raw_output for ep in whole for s in ep.steps}) > 1  # it really sampled

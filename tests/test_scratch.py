@@ -168,3 +168,17 @@ def test_max_relabels_keeps_the_first_deviations_only(scratch: str) -> None:
     first_two = episodes_to_rows(tok, [relabelled], None, "episode", "expert", pack=True, max_relabels=2)
     assert len(all_rows) == 1 + 4 and len(first_two) == 1 + 2  # turn 3 agrees: it stays in the packed row
     assert [r["input_ids"] for r in first_two[1:]] == [r["input_ids"] for r in all_rows[1:3]]
+
+
+def test_cached_decoding_draws_do_not_depend_on_the_batch(scratch: str) -> None:
+    """The prefix-cached decoder samples each row from its own seeded stream (agents.seeding)."""
+    import dataclasses
+
+    cfg = PolicyConfig(mode="generate", temperature=3.0, history_window=None, max_new_tokens=12, seed=2)
+    a = dataclasses.replace(contexts_from_episode(episode(1, 4, True))[3], episode_key="g1#0/0")
+    b = dataclasses.replace(contexts_from_episode(episode(2, 3, True))[2], episode_key="g2#0/0")
+    pol = LMPolicy.from_spec(scratch, cfg)
+    assert pol._store is not None  # the cached decoder is the one under test
+    alone = [o.raw_output for o in pol.sample([b], 3)[0]]
+    mixed = [o.raw_output for o in LMPolicy.from_spec(scratch, cfg).sample([a, b], 3)[1]]
+    assert mixed == alone and len(set(alone)) > 1

@@ -93,6 +93,7 @@ class _Live:
             game_id=self.job.game.game_id,
             prefix_len=len(self.job.prefix),
             expert_action=self.obs.info.get("expert_action"),
+            episode_key=f"{self.job.episode_id}/{self.job.seed}",
         )
 
     def record(self, out: AgentOutput, reward: float, done: bool, admissible: bool) -> None:

@@ -33,6 +33,7 @@ import torch
 
 from agentprm.agents.base import AgentOutput
 from agentprm.agents.prefix_cache import PrefixCache, cached_generate
+from agentprm.agents.seeding import RowSampler, SeededSampling, row_seed
 from agentprm.errors import ConfigError
 from agentprm.models import resolve_model
 from agentprm.prompts import TurnContext, build_messages, format_answer, parse_answer, prompt_style
@@ -66,7 +67,8 @@ class PolicyConfig:
     explore: bool = False
     """Add the steered-exploration hint to the system prompt (for sampling rollouts only)."""
     seed: int = 0
-    """Base seed; call k of `act`/`sample` samples with seed + k, so a run replays exactly."""
+    """Base seed of every sampling stream (agents.seeding): in a rollout a draw depends on the seed,
+    the episode and the turn only, so a resumed or re-batched run replays exactly."""
     batch_size: int = 32
     """Most sequences in one forward/generate (contexts × samples, or candidates in score mode)."""
     device: str | None = None
@@ -322,10 +324,17 @@ class LMPolicy:
         if self.config.mode == "constrained":
             allowed = [[encode_answer(self.tokenizer, format_answer(a)) for a in c.admissible_actions or ["look"]]
                        for c in contexts]
-        gens = self.generate(prompts, num_samples=n, allowed=allowed)
+        gens = self.generate(prompts, num_samples=n, allowed=allowed, keys=self._keys(contexts))
         return [
             [self._to_output(g, ctx) for g in gens[i * n : (i + 1) * n]] for i, ctx in enumerate(contexts)
         ]
+
+    @staticmethod
+    def _keys(contexts: list[TurnContext]) -> list[str] | None:
+        """Sampling keys (agents.seeding): episode and turn, when every context names its episode."""
+        if not all(c.episode_key for c in contexts):
+            return None
+        return [f"{c.episode_key}|{len(c.history)}" for c in contexts]
 
     @staticmethod
     def _to_output(gen: Generation, ctx: TurnContext) -> AgentOutput:
@@ -335,33 +344,36 @@ class LMPolicy:
     @torch.no_grad()
     def generate(
         self, prompts: list[str], min_new_tokens: int = 0, num_samples: int = 1,
-        allowed: list[list[list[int]]] | None = None,
+        allowed: list[list[list[int]]] | None = None, keys: list[str] | None = None,
     ) -> list[Generation]:
         """Continue each chat-templated prompt `num_samples` times (answers of prompt i at
-        i*num_samples ...). Sorted by length and chunked by batch_size sequences (less padding); one
-        seed per call. `min_new_tokens` forces length (benchmarks). `allowed[i]`: the only token
-        sequences prompt i may be continued with (constrained decoding)."""
+        i*num_samples ...). Sorted by length and chunked by batch_size sequences (less padding).
+        Sampling: answer j of prompt i draws from its own stream, seeded by `keys[i]` and j (rollouts
+        key by episode and turn, so a draw is the same in any batch and after a resume; without keys,
+        by this call's number and i). `min_new_tokens` forces length (benchmarks). `allowed[i]`: the
+        only token sequences prompt i may be continued with (constrained decoding)."""
         self._calls += 1
         n = num_samples
+        keys = keys or [f"call{self._calls}|{i}" for i in range(len(prompts))]
         ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[Generation | None] = [None] * (len(ids) * n)
         per_chunk = max(1, self.config.batch_size // n)
         cached = self._store is not None and not min_new_tokens and not self.static_cache
-        with torch.random.fork_rng(devices=self._rng_devices()), self._autocast():
-            torch.manual_seed(self.config.seed + self._calls)
-            gen = torch.Generator(device=self.device).manual_seed(self.config.seed + self._calls)
+        with self._autocast():
             for s in range(0, len(order), per_chunk):
                 idx = order[s : s + per_chunk]
                 tries = [_trie(allowed[i]) for i in idx] if allowed is not None else None
+                sampler = RowSampler.for_keys(self.config.seed, [f"{keys[i]}|{j}" for i in idx for j in range(n)],
+                                              self.device)
                 if cached:
                     c = self.config
                     rows = cached_generate(self.model, self._store, [ids[i] for i in idx], n, c.max_new_tokens,
                                            self.stop_ids, self.tokenizer.pad_token_id, c.temperature, c.top_p,
-                                           tries, gen)
+                                           tries, sampler)
                     gens = [self._finish(row, lps) for row, lps in rows]
                 else:
-                    gens = self._generate_chunk([ids[i] for i in idx], min_new_tokens, n, tries)
+                    gens = self._generate_chunk([ids[i] for i in idx], min_new_tokens, n, tries, sampler)
                 for k, i in enumerate(idx):
                     out[i * n : (i + 1) * n] = gens[k * n : (k + 1) * n]
         return out  # type: ignore[return-value]
@@ -370,30 +382,31 @@ class LMPolicy:
         on = self.config.cpu_bf16 and self.device.type == "cpu"
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
 
-    def _rng_devices(self) -> list[int]:
-        if self.device.type != "cuda":
-            return []
-        return [self.device.index if self.device.index is not None else torch.cuda.current_device()]
-
-    def generation_kwargs(self, min_new_tokens: int = 0) -> dict[str, Any]:
+    def generation_kwargs(self, min_new_tokens: int = 0, sampler: RowSampler | None = None) -> dict[str, Any]:
+        """`generate` arguments. Sampling is greedy decoding over seeded, warped scores (SeededSampling),
+        so HF's own sampler and its global random state are never used."""
         c = self.config
         kw: dict[str, Any] = dict(
             max_new_tokens=c.max_new_tokens,
             min_new_tokens=min_new_tokens or None,
-            do_sample=c.temperature > 0,
+            do_sample=False,
             eos_token_id=self.stop_ids,
             pad_token_id=self.tokenizer.pad_token_id,
             return_dict_in_generate=True,
             output_logits=True,  # raw logits → temperature-1 logprobs, whatever we sample with
         )
         if c.temperature > 0:
-            kw.update(temperature=c.temperature, top_p=c.top_p, top_k=0)
+            sampler = sampler or RowSampler(range(c.batch_size), self.device)
+            from transformers import LogitsProcessorList
+
+            kw["logits_processor"] = LogitsProcessorList([SeededSampling(sampler, c.temperature, c.top_p)])
         if self.static_cache:
             kw["cache_implementation"] = "static"
         return kw
 
     def _generate_chunk(
-        self, ids: list[list[int]], min_new_tokens: int, n: int = 1, tries: list[dict] | None = None
+        self, ids: list[list[int]], min_new_tokens: int, n: int = 1, tries: list[dict] | None = None,
+        sampler: RowSampler | None = None,
     ) -> list[Generation]:
         """n answers per prompt (grouped by prompt). With n > 1 the prompts are read once: their KV
         cache (all but the last token) is computed once, then repeated n times for sampling, instead
@@ -405,7 +418,7 @@ class LMPolicy:
             pad_to_multiple_of=STATIC_PAD_MULTIPLE if self.static_cache else None,
             return_tensors="pt",
         ).to(self.device)
-        kwargs = self.generation_kwargs(min_new_tokens)
+        kwargs = self.generation_kwargs(min_new_tokens, sampler)
         if n > 1 and not self.static_cache and batch["input_ids"].shape[1] > 1:
             kwargs["past_key_values"] = self._prompt_cache(batch, n)
             batch = {k: v.repeat_interleave(n, dim=0) for k, v in batch.items()}
@@ -478,7 +491,8 @@ class LMPolicy:
             picks = [max(range(len(lps)), key=lps.__getitem__)] * n
         else:
             self._calls += 1
-            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self._calls)
+            key = f"{ctx.episode_key}|{len(ctx.history)}" if ctx.episode_key else f"call{self._calls}"
+            g = torch.Generator().manual_seed(row_seed(self.config.seed, f"score|{key}"))
             probs = torch.tensor(lps).div(self.config.temperature).softmax(-1)
             picks = torch.multinomial(probs, n, replacement=True, generator=g).tolist()
         return [AgentOutput(actions[k], format_answer(actions[k]), None, lps[k], bool(ctx.admissible_actions))

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from agentprm.agents.seeding import RowSampler
+
 KVs = list[tuple[torch.Tensor, torch.Tensor]]
 """One (key, value) pair per layer, each (heads, length, head_dim): one sequence's cache."""
 
@@ -90,26 +92,15 @@ def _row_kvs(cache: Any, b: int, spans: tuple[slice, slice]) -> KVs:
              torch.cat([layer.values[b][:, sp] for sp in spans], dim=1)) for layer in cache.layers]
 
 
-def _choose(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> torch.Tensor:
-    """Next tokens from (B, V) logits already masked to the allowed tokens."""
-    if temperature == 0:
-        return logits.argmax(-1)
-    probs = (logits / temperature).softmax(-1)
-    if top_p < 1.0:
-        sorted_p, idx = probs.sort(-1, descending=True)
-        drop = sorted_p.cumsum(-1) - sorted_p > top_p
-        probs = probs.scatter(-1, idx, sorted_p.masked_fill(drop, 0.0))
-    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
-
-
 @torch.no_grad()
 def cached_generate(
     model: Any, store: PrefixCache, prompts: list[list[int]], n: int, max_new_tokens: int, stop_ids: list[int],
     pad_id: int, temperature: float = 0.0, top_p: float = 1.0, tries: list[dict] | None = None,
-    gen: torch.Generator | None = None,
+    sampler: RowSampler | None = None,
 ) -> list[tuple[list[int], list[float]]]:
     """n continuations of each prompt (grouped by prompt): (token ids incl. the stop token if reached,
-    log p of each under the temperature-1 model). Every prompt's KV cache goes into `store`."""
+    log p of each under the temperature-1 model). Every prompt's KV cache goes into `store`. Sampling
+    (temperature > 0) draws row b's tokens from `sampler`'s stream b (see agents.seeding)."""
     device = next(model.parameters()).device
     n_layers = model.config.num_hidden_layers
     found = [store.lookup(p) for p in prompts]
@@ -136,6 +127,8 @@ def cached_generate(
         cache.batch_repeat_interleave(n)
         mask, logits = mask.repeat_interleave(n, 0), logits.repeat_interleave(n, 0)
     rows = len(prompts) * n
+    if temperature > 0 and sampler is None:
+        sampler = RowSampler(range(rows), device)
     next_pos = torch.tensor([len(p) for p in prompts for _ in range(n)], device=device)
     nodes = [tries[b // n] for b in range(rows)] if tries is not None else None
     stop = torch.tensor(stop_ids, device=device)
@@ -149,7 +142,7 @@ def cached_generate(
             for b, node in enumerate(nodes):
                 allowed[b, list(node) if node else stop_ids[:1]] = 0.0
             logits = logits + allowed
-        tok = _choose(logits, temperature, top_p, gen)
+        tok = sampler.choose(logits, temperature, top_p) if sampler is not None else logits.argmax(-1)
         for b in (~done).nonzero().flatten().tolist():
             t = int(tok[b])
             tokens[b].append(t)

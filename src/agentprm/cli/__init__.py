@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ def _plain_warnings() -> None:
 
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit code 2."""
+    # the Hub/transformers bars ("Loading weights", "Writing model shards" at every checkpoint) would
+    # interleave with our own stage bars; set before transformers is imported, inherited by workers
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     _plain_warnings()
     try:
         app()

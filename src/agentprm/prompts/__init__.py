@@ -52,6 +52,9 @@ class TurnContext:
     expert_action: str | None = None
     """The environment's expert's next action here, when the episode runs with one (demos, DAgger
     labels); never shown to a policy."""
+    episode_key: str = ""
+    """Names the episode (id and job seed) for seeded sampling (agents.seeding): a policy's draws at a
+    turn then depend on the episode and turn alone, not on the batch. Empty: not from a rollout."""
 
 
 @cache
