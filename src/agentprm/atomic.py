@@ -10,12 +10,17 @@ from pathlib import Path
 from typing import Any
 
 
-def write_json(path: Path, data: Any) -> None:
-    """JSON to a temp file beside `path`, then `os.replace` (atomic on POSIX)."""
+def write_text(path: Path, text: str) -> None:
+    """Text to a temp file beside `path`, then `os.replace` (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """JSON, written atomically (`write_text`)."""
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def replace_dir(tmp: Path, path: Path) -> None:

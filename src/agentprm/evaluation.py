@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agentprm.atomic import save_figure, write_json
+from agentprm.atomic import save_figure, write_json, write_text
 from agentprm.envs.games import TASK_SHORT, TASK_TYPES
 from agentprm.trajectory import Episode
 
@@ -179,7 +179,7 @@ def play_and_report(
     summary = {**summarize(episodes), **extra, "retries": retries, "policy_id": agent.policy_id,
                "wall_s": round(time.perf_counter() - start, 2)}
     write_json(out / "summary.json", summary)
-    (out / "results.md").write_text(markdown_table(summary, title))
+    write_text(out / "results.md", markdown_table(summary, title))
     bar_chart(summary, out / "success.png", title)
     if show:
         from rich.console import Console

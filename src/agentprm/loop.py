@@ -41,6 +41,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentprm.atomic import write_json, write_text
 from agentprm.bounds import Count, Discount, Fraction, NonNegative, NonNegInt, Positive, Probability
 from agentprm.envs.games import SPLITS, TASK_TYPES
 from agentprm.errors import ConfigError
@@ -337,8 +338,8 @@ def prepare_run_dir(cfg: RunConfig, force: bool = False) -> Path:
             raise ConfigError(f"{run} holds a run with another config; use a new run_dir, the same config, "
                               "or --force to go on with the new one (finished stages are not redone)")
         os.replace(saved, run / "config.prev.yaml")
-    saved.write_text(text)
-    (run / "run.json").write_text(json.dumps(_provenance(), indent=2))
+    write_text(saved, text)
+    write_json(run / "run.json", _provenance())
     return run
 
 
@@ -528,8 +529,6 @@ class Run:
 
     def select(self) -> None:
         """Keep the iteration with the best held-out success (ties: the later one)."""
-        from agentprm.atomic import write_json
-
         success = {i: json.loads((self.dir / "heldout" / f"pi{i}" / "summary.json").read_text())["eval/success"]
                    for i in range(self.cfg.iterations + 1)}
         best = max(success, key=lambda i: (success[i], i))

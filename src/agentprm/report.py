@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agentprm.atomic import save_figure, write_json
+from agentprm.atomic import save_figure, write_json, write_text
 
 COLUMNS = ("All", "Pick", "Clean", "Heat", "Cool", "Look", "Pick2")
 
@@ -230,6 +230,6 @@ def write_report(run_dir: Path) -> Path:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     write_json(run_dir / "report.json", {"eval": dict(rows), "heldout": dict(held), "selected": selected})
     return path

@@ -24,7 +24,6 @@ The validation split is by game, so val loss measures new games, not new turns o
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -46,7 +45,7 @@ from transformers import (
 )
 
 from agentprm.agents.policy import DEFAULT_HISTORY_WINDOW, encode_answer, encode_pair, encode_prompt
-from agentprm.atomic import save_model
+from agentprm.atomic import save_model, write_json
 from agentprm.bounds import Count, Fraction, NonNegative, NonNegInt, Positive
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
@@ -520,5 +519,5 @@ def train_sft(cfg: SFTConfig) -> dict[str, Any]:
         "sft/wall_s": wall,
     }
     summary = {"metrics": metrics, "config": asdict(cfg), "model": str(out / "model")}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     return metrics
