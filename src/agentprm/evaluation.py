@@ -175,7 +175,7 @@ def play_and_report(
     start = time.perf_counter()
     retries = DEFAULT_RETRIES if retries is None else retries
     episodes = run_rollouts(agent, jobs, out / "trajectories.jsonl", workers, max_steps, max_in_flight, show, expert,
-                            retries)
+                            retries, title)
     summary = {**summarize(episodes), **extra, "retries": retries, "policy_id": agent.policy_id,
                "wall_s": round(time.perf_counter() - start, 2)}
     write_json(out / "summary.json", summary)

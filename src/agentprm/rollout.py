@@ -142,6 +142,7 @@ def play(
     expert: str | None = None,
     retries: int = DEFAULT_RETRIES,
     attempts_before: Mapping[str, int] | None = None,
+    title: str = "episodes",
 ) -> None:
     """Play every job to its end, calling `on_episode` as each one finishes (in finishing order).
     `expert` runs that expert beside every game and records its action for every state.
@@ -157,7 +158,7 @@ def play(
     pending: deque[tuple[int, Job, int]] = deque(
         (slot, job, before.get(job.episode_id, 0) + 1) for slot, job in enumerate(jobs))
     live: dict[int, _Live] = {}
-    task = progress.add_task("episodes", total=len(jobs)) if progress else None
+    task = progress.add_task(title, total=len(jobs)) if progress else None
 
     def finish(slot: int, episode: Episode) -> None:
         on_episode(episode)
@@ -216,6 +217,7 @@ def run_rollouts(
     show_progress: bool = True,
     expert: str | None = None,
     retries: int = DEFAULT_RETRIES,
+    title: str = "episodes",
 ) -> list[Episode]:
     """Play the jobs not yet finished in `out_file` (new ones, and failed ones again), appending each
     episode as it ends; returns all episodes of `jobs` (those from earlier runs included), in job
@@ -238,7 +240,7 @@ def run_rollouts(
                     bar.console.print(f"resuming {out_file}: {len(jobs) - len(todo)} of {len(jobs)} episodes done"
                                       + (f", {len(failed_before)} failed ones to retry" if failed_before else ""))
             try:
-                play(agent, todo, pool, keep, max_steps, max_in_flight, bar, expert, retries, failed_before)
+                play(agent, todo, pool, keep, max_steps, max_in_flight, bar, expert, retries, failed_before, title)
             finally:
                 if bar:
                     bar.stop()

@@ -25,6 +25,13 @@ def test_help_lists_commands():
         assert cmd in r.stdout
 
 
+def test_help_text_with_brackets_renders_as_written():
+    """Rich markup must not eat "[…]" in docstrings (it did: "K ×  → report.md")."""
+    r = agentprm("train", "--help", env={"COLUMNS": "200"})
+    assert r.returncode == 0
+    assert "K × [rollouts → targets → PRM → DPO → eval] → report.md" in " ".join(r.stdout.split())
+
+
 def test_data_check_missing_data_is_one_clear_line():
     r = agentprm("data", "check", env={"ALFWORLD_DATA": "/nonexistent"})
     assert r.returncode == 2

@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # help renders as written: "[…]" in a docstring is text (rich markup ate it)
 )
 app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")

@@ -122,7 +122,7 @@ def train(
         "--show-config", help="print the resolved config (file + --set), every field described, and exit")] = False,
     force: Annotated[bool, typer.Option("--force", help="resume with a changed config")] = False,
 ) -> None:
-    """The whole AgentPRM loop (SFT π0 → K × (rollouts → targets → PRM → DPO → eval) → report.md); resumable."""
+    """The whole AgentPRM loop (SFT π0 → K × [rollouts → targets → PRM → DPO → eval] → report.md); resumable."""
     from agentprm.errors import ConfigError
     from agentprm.loop import describe_config, load_config
     from agentprm.loop import train as run_train

@@ -217,6 +217,9 @@ class PRM(nn.Module):
             raise ModelLoadError(f"{path}/prm.json is corrupt ({e}); retrain the PRM or restore the file") from e
         if not isinstance(meta, dict) or meta.get("format") != PRM_FORMAT or int(meta.get("version", 0)) > PRM_VERSION:
             raise ModelLoadError(f"{path}/prm.json is not an {PRM_FORMAT} v<={PRM_VERSION} record")
+        missing = [k for k in ("history_window", "max_length") if k not in meta]
+        if missing:
+            raise ModelLoadError(f"{path}/prm.json lacks {', '.join(missing)}; retrain the PRM or restore the file")
         prm = cls.from_spec(str(path / "backbone"), device, dtype, meta["history_window"], meta["max_length"])
         head = path / "head.safetensors"
         try:
