@@ -93,3 +93,23 @@ def test_none_in_the_run_config_reaches_the_stage_configs():
     run = Run(load_config(CONFIGS / "smoke-tiny.yaml", ["acting.history_window=null"]), show=False)
     assert run.sft_config("tiny", [Path("demos")], Path("out")).history_window is None
     assert run.sft_config("tiny", [Path("demos")], Path("out"), epochs=3.0).epochs == 3.0
+
+
+def test_a_stage_with_failed_episodes_is_not_done_unless_allowed(tmp_path, monkeypatch):
+    """Episodes still failed after the rollout's retries stop the run before the stage is marked done
+    (so the rerun retries them), unless data.max_failed_episodes allows that many."""
+    import agentprm.evaluation
+    from agentprm.errors import WorkerError
+    from agentprm.loop import Run, run_stages
+
+    monkeypatch.setattr(agentprm.evaluation, "play_and_report",
+                        lambda *a, **k: {"eval/failed": 1, "eval/episodes": 4})
+    run = Run(load_config(CONFIGS / "smoke-tiny.yaml", [f"run_dir={tmp_path}"]), show=False)
+    state = RunState(tmp_path)
+    with pytest.raises(WorkerError, match=r"1 of 4 episodes failed even after retries.*max_failed_episodes"):
+        run_stages([("eval/pi0", lambda: run._play(None, [], tmp_path / "e", "pi0", {}))], state, lambda _: None)
+    assert not RunState(tmp_path).is_done("eval/pi0")
+    run = Run(load_config(CONFIGS / "smoke-tiny.yaml", [f"run_dir={tmp_path}", "data.max_failed_episodes=1"]),
+              show=False)
+    run_stages([("eval/pi0", lambda: run._play(None, [], tmp_path / "e", "pi0", {}))], state, lambda _: None)
+    assert RunState(tmp_path).is_done("eval/pi0")

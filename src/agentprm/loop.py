@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agentprm.atomic import write_json, write_text
 from agentprm.bounds import Count, Discount, Fraction, NonNegative, NonNegInt, Positive, Probability
 from agentprm.envs.games import SPLITS, TASK_TYPES
-from agentprm.errors import ConfigError
+from agentprm.errors import ConfigError, WorkerError
 
 TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]
 Split = Literal[SPLITS]  # type: ignore[valid-type]
@@ -70,6 +70,9 @@ class DataSection(_Section):
     task_types: list[TaskType] | None = Field(None, description="restrict every stage to these task types")
     max_steps: Count = Field(30, description="turns per episode (the paper uses 30)")
     workers: Count | None = Field(None, description="environment worker processes (None: CPU cores)")
+    max_failed_episodes: NonNegInt = Field(0, description="episodes a stage may leave failed after its retries "
+                                           "(env faults) and still count as done; more stop the run, and a rerun "
+                                           "retries them")
 
 
 class PolicySection(_Section):
@@ -425,8 +428,15 @@ class Run:
         from agentprm.evaluation import play_and_report
 
         d = self.cfg.data
-        return play_and_report(agent, jobs, out, title, d.workers, d.max_steps, extra,
-                               self.cfg.policy_args.in_flight, self.show, expert)
+        summary = play_and_report(agent, jobs, out, title, d.workers, d.max_steps, extra,
+                                  self.cfg.policy_args.in_flight, self.show, expert)
+        failed = summary.get("eval/failed", 0)
+        if failed > d.max_failed_episodes:
+            # not marked done: the rerun retries exactly the failed episodes (rollout.run_rollouts)
+            raise WorkerError(f"{title}: {failed} of {summary['eval/episodes']} episodes failed even after retries "
+                              f"(env faults, see {out / 'trajectories.jsonl'}); rerun the same command to retry "
+                              f"them, or accept up to N with --set data.max_failed_episodes=N")
+        return summary
 
     def _lm(self, spec: str, temperature: float, explore: bool = False) -> Any:
         from agentprm.agents.policy import LMPolicy, PolicyConfig
