@@ -44,6 +44,7 @@ def one_line(r: subprocess.CompletedProcess) -> str:
     ("prm.extra={batch_size: 0}", "section prm (its extra values included): PRMConfig: batch_size = 0"),
     ("policy_step.extra={min_margin: -1}", "PolicyTrainConfig: min_margin = -1: Input should be greater than"),
     ("sft.extra={labels: teacher}", "SFTConfig: labels = 'teacher'"),
+    ("prm.extra={lossx: 1}", "PRMConfig: unknown field 'lossx'; did you mean loss?"),
 ])
 def test_bad_value_is_one_line_naming_field_value_and_range(tmp_path, override, expected):
     from agentprm.loop import train

@@ -83,6 +83,11 @@ def build_config(cls: type, values: dict[str, Any], overrides: list[str] | None 
             hint = f"did you mean {' or '.join(near)}? " if near and sep else ""
             raise ConfigError(f"--set {item!r}: expected FIELD=VALUE; {hint}fields: {', '.join(fields)}")
         merged[key] = parse_set_value(raw)
+    unknown = sorted(set(merged) - set(fields))
+    if unknown:  # a dataclass would silently ignore them (a typo in a run config's `extra` section)
+        near = difflib.get_close_matches(unknown[0], fields, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(near)}?" if near else f"; fields: {', '.join(fields)}"
+        raise ConfigError(f"{cls.__name__}: unknown field {unknown[0]!r}{hint}")
     try:
         return TypeAdapter(cls).validate_python(merged)
     except ValidationError as e:
