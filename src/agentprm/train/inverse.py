@@ -138,7 +138,7 @@ class InversePRMConfig:
     """Share of games (both sides, split by a salted hash of game_id) held out for validation."""
     max_grad_norm: Positive = 1.0
     max_transitions: Count | None = None
-    """Use at most this many transitions per side (a seeded sample); for smoke runs."""
+    """Train on at most this many transitions per side (a seeded sample; validation is kept whole); for smoke runs."""
     seed: int = 0
     device: str = "auto"
     dtype: str = "fp32"
@@ -167,7 +167,8 @@ def _load(cfg: InversePRMConfig) -> dict[tuple[str, Side], list[Transition]]:
             data[split, side] = [x for x in items if split_of(x.game_id, cfg.val_fraction, cfg.seed) == split]
         if not data["train", side]:
             what = "demos" if side == "expert" else "rollouts"
-            raise ConfigError(f"inverse-prm: no {side} transitions for training in {getattr(cfg, what)}")
+            raise ConfigError(f"inverse-prm: no {side} transitions for training in {getattr(cfg, what)} (games "
+                              f"held out for validation: val_fraction={cfg.val_fraction}); give more or lower it")
         if cfg.max_transitions is not None and len(data["train", side]) > cfg.max_transitions:
             keep = torch.randperm(len(data["train", side]), generator=torch.Generator().manual_seed(cfg.seed))
             data["train", side] = [data["train", side][i] for i in sorted(keep[: cfg.max_transitions].tolist())]
