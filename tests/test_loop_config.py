@@ -113,3 +113,38 @@ def test_a_stage_with_failed_episodes_is_not_done_unless_allowed(tmp_path, monke
               show=False)
     run_stages([("eval/pi0", lambda: run._play(None, [], tmp_path / "e", "pi0", {}))], state, lambda _: None)
     assert RunState(tmp_path).is_done("eval/pi0")
+
+
+def test_inverse_prm_method_builds_its_stages_and_configs():
+    from agentprm.loop import Run
+
+    def run(*overrides: str) -> Run:
+        return Run(load_config(CONFIGS / "smoke-tiny.yaml", ["method=inverse_prm", *overrides]), show=False)
+
+    two = run("iterations=2", "inverse_prm.warm_start=true", "inverse_prm.extra={val_fraction: 0.2}")
+    names = [n for n, _ in two.stages()]
+    assert names[:4] == ["demos", "sft", "eval/pi0", "iter1/rollouts"]
+    assert [n for n in names if n.startswith("iter2/")] == ["iter2/rollouts", "iter2/inverse_prm", "iter2/policy"]
+    assert not any("targets" in n or n.endswith("/prm") for n in names)
+    # the learner side pools every iteration's rollouts; PRM_i lands where Best-of-N and DPO look for it
+    cfg = two.inverse_prm_config(2)
+    assert cfg.demos == [str(two.dir / "demos")] and cfg.out == str(two.prm_dir(2))
+    assert cfg.rollouts == [str(two.dir / f"iter{k}" / "rollouts" / "trajectories.jsonl") for k in (1, 2)]
+    assert cfg.init == str(two.prm_dir(1)) and two.inverse_prm_config(1).init is None
+    assert (cfg.gamma, cfg.val_fraction, cfg.history_window, cfg.model) == (0.95, 0.2, 2, "tiny")
+    assert two.policy_config(2).prm == str(two.prm_dir(2))
+    # π0 given: no SFT, but the demos are still played (they are the expert side)
+    assert [n for n, _ in run("policy=tiny").stages()][:2] == ["demos", "eval/pi0"]
+    agentprm = Run(load_config(CONFIGS / "smoke-tiny.yaml", ["policy=tiny"]), show=False)
+    assert next(n for n, _ in agentprm.stages()) == "eval/pi0"
+    # what would read real success during training, and bad values, stop the run before it starts
+    with pytest.raises(ConfigError, match="monitor_every"):
+        run("policy_step.monitor_every=1").check()
+    with pytest.raises(ConfigError, match="explore"):
+        run("rollout.explore=true").check()
+    with pytest.raises(ConfigError, match=r"section inverse_prm.*val_fraction"):
+        run("inverse_prm.extra={val_fraction: 2}").check()
+    with pytest.raises(ConfigError, match="method"):
+        load_config(CONFIGS / "smoke-tiny.yaml", ["method=inverse"])
+    run().check()
+    assert "method: \"agentprm\"" in describe_config() and "warm_start: false" in describe_config()

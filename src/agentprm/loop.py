@@ -4,6 +4,13 @@
     for i = 1..K: rollouts of π_{i-1} → MC targets → PRM_i → π_i (online DPO vs PRM_i) → eval π_i
     → Best-of-N evals → report.md
 
+With `method: inverse_prm` (paper §3) the reward step learns from the demos instead of outcomes:
+    for i = 1..K: rollouts of π_{i-1} → InversePRM_i (demos vs the rollouts of π_0 … π_{i-1}, Eq. 9)
+    → π_i (online DPO vs InversePRM_i) → eval π_i
+No targets are built; the InversePRM and policy stages read no `won` and no reward (SFT of π0, shared
+with AgentPRM, still keeps only the demonstrator's won episodes). The evaluations and, with held-out
+games, the choice of the iteration to keep still measure real success.
+
 With `data.heldout_games`, that many train games are kept out of demos and rollouts, every π_i is
 also played on them, and the iteration to keep (for Best-of-N and the headline) is chosen there, never
 on the evaluation split, which stays the reported test.
@@ -16,7 +23,7 @@ Run directory layout (every stage writes only inside its own folder):
     pi0/               SFT output; pi0/model is π0 (dagger{r}/ hold DAgger rounds; the last is π0)
     heldout/pi{i}/     π_i on the held-out train games;  selected.json  the iteration kept
     iter{i}/rollouts/  trajectories of π_{i-1};   iter{i}/targets/  parquet Q̂ and pairs
-    iter{i}/prm/       PRM_i;                     iter{i}/policy/   DPO output; iter{i}/policy/model is π_i
+    iter{i}/prm/       PRM_i (InversePRM_i with method inverse_prm); iter{i}/policy/  DPO output; .../model is π_i
     eval/<name>/       summary.json, results.md, trajectories.jsonl, success.png per evaluated agent
     report.md, success.png   the Table-1-like comparison
 
@@ -134,6 +141,18 @@ class PRMSection(_Section):
     extra: dict[str, Any] = Field(default_factory=dict, description="any other PRMConfig field")
 
 
+class InversePRMSection(_Section):
+    model: str | None = Field(None, description="InversePRM backbone: a model spec, 'policy' (π_{i-1}) or None "
+                              "(the run's base model)")
+    gamma: Discount = Field(0.95, description="discount of the shaped reward r = Q(s,a) − γ·Q(s′,a′) (Eq. 9)")
+    epochs: Count = Field(1, description="passes over the larger side (expert or learner transitions)")
+    lr: Positive = Field(2e-5, description="learning rate")
+    batch_size: Count = Field(8, description="expert and learner transitions per step (each)")
+    warm_start: bool = Field(False, description="start PRM_i from PRM_{i-1} (else a fresh head on the backbone "
+                             "every iteration)")
+    extra: dict[str, Any] = Field(default_factory=dict, description="any other InversePRMConfig field")
+
+
 class PolicyStepSection(_Section):
     method: Literal["dpo", "rejection"] = Field("dpo", description="dpo (online DPO) or rejection")
     beta: Positive = Field(0.1, description="DPO KL leash")
@@ -157,6 +176,9 @@ class RunConfig(_Section):
                        "scratch:SIZE to build one from this run's demos (tiny, small, medium)")
     policy: str | None = Field(None, description="start from this π0 instead of running SFT")
     iterations: NonNegInt = Field(1, description="AgentPRM iterations K")
+    method: Literal["agentprm", "inverse_prm"] = Field(
+        "agentprm", description="agentprm (PRM on Monte-Carlo targets from outcome rewards) or inverse_prm (PRM "
+        "from demos vs π_{i-1}'s transitions, Eq. 9; no outcome reward is read for training)")
     seed: NonNegInt = Field(0, description="seed for sampling games and generation")
     device: str | None = Field(None, description="cuda, cpu or None (auto)")
     data: DataSection = Field(default_factory=DataSection)
@@ -166,6 +188,7 @@ class RunConfig(_Section):
     rollout: RolloutSection = Field(default_factory=RolloutSection)
     targets: TargetsSection = Field(default_factory=TargetsSection)
     prm: PRMSection = Field(default_factory=PRMSection)
+    inverse_prm: InversePRMSection = Field(default_factory=InversePRMSection)
     policy_step: PolicyStepSection = Field(default_factory=PolicyStepSection)
     eval: EvalSection = Field(default_factory=EvalSection)
 
@@ -589,6 +612,27 @@ class Run:
 
         train_prm(self.prm_config(i))
 
+    def inverse_prm_config(self, i: int) -> Any:
+        """InversePRM_i: the demos against the rollouts of π_0 … π_{i-1}, pooled (each episode keeps the
+        a′ of the policy that played it)."""
+        from agentprm.cli.common import build_config
+        from agentprm.train.inverse import InversePRMConfig
+
+        s = self.cfg.inverse_prm
+        model = self.policy_dir(i - 1) if s.model == "policy" else s.model or self.base_model
+        rollouts = [str(self.dir / f"iter{k}" / "rollouts" / "trajectories.jsonl") for k in range(1, i + 1)]
+        values = {"demos": [str(self.dir / "demos")], "rollouts": rollouts, "out": str(self.prm_dir(i)),
+                  "model": model, "init": str(self.prm_dir(i - 1)) if s.warm_start and i > 1 else None,
+                  "gamma": s.gamma, "epochs": s.epochs, "lr": s.lr, "batch_size": s.batch_size,
+                  "history_window": self.cfg.policy_args.history_window, "seed": self.cfg.seed,
+                  "device": self.cfg.device or "auto", "progress": self.show, **s.extra}
+        return build_config(InversePRMConfig, values, drop_none=False)
+
+    def inverse_prm(self, i: int) -> None:
+        from agentprm.train.inverse import train_inverse_prm
+
+        train_inverse_prm(self.inverse_prm_config(i))
+
     def policy_config(self, i: int) -> Any:
         from agentprm.cli.common import build_config
         from agentprm.train.dpo import PolicyTrainConfig
@@ -613,12 +657,22 @@ class Run:
     def check(self) -> None:
         """Build every stage's config now (the `extra` sections included), so a bad value fails before
         the first stage runs instead of when its stage is reached; nothing is read or written."""
+        inverse = self.cfg.method == "inverse_prm"
+        if inverse and self.cfg.policy_step.monitor_every:
+            raise ConfigError("run config: method inverse_prm learns without outcome rewards, but "
+                              "policy_step.monitor_every keeps the checkpoint with the best real success; set it to 0")
+        if inverse and self.cfg.rollout.explore:
+            raise ConfigError("run config: method inverse_prm needs learner transitions drawn from π_{i-1} itself; "
+                              "rollout.explore samples them with another prompt: set it to false")
         builds: list[tuple[str, Callable[[], Any]]] = []
         if self.cfg.policy is None:
             builds.append(("sft", lambda: self.sft_config(self.base_model, [self.dir / "demos"], self.sft_dir(0))))
             if self.cfg.dagger.rounds:
                 builds.append(("dagger", lambda: self.dagger_sft_config(1)))
-        if self.cfg.iterations:
+        if self.cfg.iterations and inverse:
+            builds += [("inverse_prm", lambda: self.inverse_prm_config(1)),
+                       ("policy_step", lambda: self.policy_config(1))]
+        elif self.cfg.iterations:
             builds += [("targets", lambda: self.targets_config(1)), ("prm", lambda: self.prm_config(1)),
                        ("policy_step", lambda: self.policy_config(1))]
         for section, build in builds:
@@ -629,9 +683,11 @@ class Run:
 
     def stages(self) -> list[tuple[str, Callable[[], Any]]]:
         held = self.cfg.data.heldout_games > 0
+        inverse = self.cfg.method == "inverse_prm"
         st: list[tuple[str, Callable[[], Any]]] = []
-        if self.cfg.policy is None:
+        if self.cfg.policy is None or inverse:  # InversePRM learns from the demos even when π0 is given
             st.append(("demos", self.demos))
+        if self.cfg.policy is None:
             if self.scratch_size:
                 st.append(("base", self.base))
             st.append(("sft", self.sft))
@@ -642,13 +698,12 @@ class Run:
         if held:
             st.append(("heldout/pi0", lambda: self.heldout(0)))
         for i in range(1, self.cfg.iterations + 1):
-            st += [
-                (f"iter{i}/rollouts", lambda i=i: self.rollouts(i)),
-                (f"iter{i}/targets", lambda i=i: self.targets(i)),
-                (f"iter{i}/prm", lambda i=i: self.prm(i)),
-                (f"iter{i}/policy", lambda i=i: self.policy_step(i)),
-                (f"eval/pi{i}", lambda i=i: self.evaluate(i)),
-            ]
+            st.append((f"iter{i}/rollouts", lambda i=i: self.rollouts(i)))
+            if inverse:
+                st.append((f"iter{i}/inverse_prm", lambda i=i: self.inverse_prm(i)))
+            else:
+                st += [(f"iter{i}/targets", lambda i=i: self.targets(i)), (f"iter{i}/prm", lambda i=i: self.prm(i))]
+            st += [(f"iter{i}/policy", lambda i=i: self.policy_step(i)), (f"eval/pi{i}", lambda i=i: self.evaluate(i))]
             if held:
                 st.append((f"heldout/pi{i}", lambda i=i: self.heldout(i)))
             elif self.cfg.iterations:

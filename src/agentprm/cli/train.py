@@ -92,6 +92,28 @@ def train_prm(
     console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
 
 
+def train_inverse_prm(
+    demos: Annotated[list[Path], typer.Option("--demos", help="expert trajectory files/folders (repeatable)")],
+    rollouts: Annotated[list[Path], typer.Option("--rollouts", help="learner trajectories, pooled (repeatable)")],
+    model: Annotated[str, typer.Option("--model", help="backbone spec")] = "smollm2",
+    out: OutOpt = Path("runs/inverse-prm"),
+    gamma: Annotated[float | None, typer.Option("--gamma", help="discount of r = Q(s,a) − γ·Q(s′,a′)")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs")] = None,
+    lr: Annotated[float | None, typer.Option("--lr")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="transitions per side per step")] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """InversePRM (Eq. 9): a PRM from demonstrations alone, expert vs learner transitions; no outcome reward."""
+    from agentprm.train.inverse import InversePRMConfig, train_inverse_prm
+
+    cfg = build_config(InversePRMConfig, {"demos": [str(d) for d in demos], "rollouts": [str(r) for r in rollouts],
+                                          "model": model, "out": str(out), "gamma": gamma, "epochs": epochs,
+                                          "lr": lr, "batch_size": batch_size}, overrides)
+    summary = train_inverse_prm(cfg)
+    console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
+    console.print(f"InversePRM saved to {out / 'model'}")
+
+
 def train_policy(
     policy: Annotated[str, typer.Option("--policy", help="π_{i-1}: model folder or spec")],
     prm: Annotated[Path, typer.Option("--prm", help="PRM folder")],
