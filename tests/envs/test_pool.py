@@ -94,6 +94,28 @@ def test_reset_of_a_live_slot_restarts_its_episode_on_the_same_worker():
         assert obs.text.startswith("You are in a small room") and pool.worker_of(2) == worker
 
 
+def test_a_released_game_restarts_warm_on_the_worker_that_holds_it():
+    with EnvPool(2, make_scripted_env) as pool:
+        pool.reset(specs(range(2)))
+        assert [pool.worker_of(s) for s in range(2)] == [0, 1]
+        pool.release([0, 1])
+        warm = pool.reset([(8, EpisodeSpec(scripted_game(1)))])[8]  # both idle: worker 0 unless warmth counts
+        assert (pool.worker_of(8), warm.info["resets"]) == (1, 2)  # game 1's env, reset in place
+        taken = pool.reset([(9, EpisodeSpec(scripted_game(1)))])[9]  # that env is in use: a new one
+        assert (pool.worker_of(9), taken.info["resets"]) == (0, 1)
+
+
+def test_a_warm_game_does_not_overload_its_worker():
+    with EnvPool(2, make_scripted_env) as pool:
+        pool.reset(specs(range(8)))  # games 1, 3, 5, 7 on worker 1
+        pool.release([0, 1, 2, 4, 6])
+        obs = pool.reset([(9, EpisodeSpec(scripted_game(1)))])[9]
+        assert (pool.worker_of(9), obs.info["resets"]) == (0, 1)  # worker 1 hosts 3 more: cold on 0
+        pool.release([9])
+        obs = pool.reset([(10, EpisodeSpec(scripted_game(1)))])[10]
+        assert (pool.worker_of(10), obs.info["resets"]) == (0, 2)
+
+
 # ----------------------------------------------------------------------------- failures
 
 
