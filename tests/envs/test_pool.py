@@ -275,11 +275,13 @@ def test_pool_equals_sequential_on_real_games_and_walkthroughs_win(alfworld_root
     assert expected[2][0].info["prefix_len"] == 2
 
 
-def test_bench_env_replays_walkthroughs_and_reports_rates(alfworld_root):
+def test_bench_env_replays_walkthroughs_cold_then_warm_and_reports_rates(alfworld_root):
     from agentprm.bench.env import bench_env
 
-    report = bench_env([1], episodes=1, seed=1)
+    report = bench_env([1], episodes=2, seed=1, rounds=2)
     (row,) = report["results"]
-    assert (row["workers"], row["episodes"], row["won"], row["failures"], row["restarts"]) == (1, 1, 1, 0, 0)
-    assert row["resets_per_s"] > 0 and row["steps_per_s"] > 0 and row["steps"] >= 1
-    assert report["speedup"] == {1: 1.0} and report["reset_speedup"] == {1: 1.0}
+    assert (row["workers"], row["episodes"], row["won"], row["failures"], row["restarts"]) == (1, 2, 4, 0, 0)
+    assert row["steps"] % 4 == 0  # padded walkthroughs: every episode of a round takes as many steps
+    assert row["cold_resets_per_s"] > 0 and row["steps_per_s"] > 0
+    assert row["warm_over_cold"] > 2  # ~20x measured; a warm reset that rebuilt the game would be ~1x
+    assert report["speedup"] == {"steps": {1: 1.0}, "cold_resets": {1: 1.0}, "warm_resets": {1: 1.0}}

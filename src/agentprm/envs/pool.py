@@ -38,6 +38,7 @@ from agentprm.envs.worker import (
     WorkerState,
     make_alfworld_env,
 )
+from agentprm.errors import ConfigError
 
 __all__ = ["IDLE_ENVS_KEPT", "Backend", "EnvPool", "EpisodeFailure", "EpisodeSpec", "make_alfworld_env",
            "open_pool"]
@@ -62,7 +63,7 @@ def open_pool(
 
         return RayEnvPool(workers, env_factory, timeout_s, address=ray_address)
     if backend != "process":
-        raise ValueError(f"unknown env backend {backend!r}: process or ray")
+        raise ConfigError(f"unknown env backend {backend!r}: choose process or ray")
     return EnvPool(workers, env_factory, timeout_s)
 
 
