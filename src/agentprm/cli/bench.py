@@ -87,13 +87,16 @@ def bon(
     history_window: Annotated[int, typer.Option("--history", help="turns of history (-1: all)")] = 8,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
     workers: Annotated[int | None, typer.Option("--workers")] = None,
+    backend: BackendOpt = "process",
+    ray_address: RayAddressOpt = None,
     out: Annotated[Path, typer.Option("--out")] = Path("runs/bench-bon"),
 ) -> None:
     """Test-time scaling: success of Best-of-N for each N, and the curve as a PNG."""
     from agentprm.bench.bon import bench_bon
 
     result = bench_bon(policy, str(prm), parse_int_list(n), split, games, out, temperature, max_steps,
-                       history_arg(history_window), max_new_tokens, workers)
+                       history_arg(history_window), max_new_tokens, workers, backend=backend,
+                       ray_address=ray_address)
     table = Table(title=f"Best-of-N on {split} ({result['games']} games)")
     failed = any(p["failed"] for p in result["points"])  # failed episodes are not losses: see evaluation.py
     for col in ("N", "success %", "#actions", *(["failed"] if failed else [])):
