@@ -78,9 +78,9 @@ class SlotPool(ABC):
             raise ValueError(f"need num_workers >= 0 and timeout_s > 0, got {num_workers}, {timeout_s}")
         self.num_workers = num_workers
         self.timeout_s = timeout_s
-        slots = max(num_workers, 1)
-        self._load: list[set[int]] = [set() for _ in range(slots)]
-        self._idle = [_IdleGames() for _ in range(slots)]
+        hosts = max(num_workers, 1)  # an in-process pool is one worker
+        self._load: list[set[int]] = [set() for _ in range(hosts)]  # the slots each worker hosts
+        self._idle = [_IdleGames() for _ in range(hosts)]
         self._where: dict[int, int] = {}
         self._keys: dict[int, EpisodeSpec] = {}  # the env key each live slot's env was built for
         self._lost: dict[int, str] = {}
