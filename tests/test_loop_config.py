@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agentprm.errors import ConfigError
 from agentprm.loop import RunState, describe_config, load_config
@@ -56,6 +57,19 @@ def test_changed_config_is_refused_unless_forced(tmp_path):
     prepare_run_dir(changed, force=True)
     assert (tmp_path / "run" / "config.prev.yaml").is_file()
     assert "- 3" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_a_run_saved_before_a_field_existed_resumes(tmp_path):
+    from agentprm.loop import prepare_run_dir
+
+    cfg = load_config(CONFIGS / "smoke-tiny.yaml", [f"run_dir={tmp_path / 'run'}"])
+    prepare_run_dir(cfg)
+    saved = tmp_path / "run" / "config.yaml"
+    old = yaml.safe_load(saved.read_text())
+    del old["data"]["backend"], old["data"]["ray_address"]  # as written before the Ray backend
+    saved.write_text(yaml.safe_dump(old, sort_keys=False))
+    prepare_run_dir(cfg)
+    assert not (tmp_path / "run" / "config.prev.yaml").exists()
 
 
 def test_stage_list_follows_the_config():

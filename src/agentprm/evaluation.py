@@ -13,11 +13,14 @@ meet a crash), so the reader must see how many there were, and that a rerun retr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentprm.atomic import save_figure, write_json, write_text
 from agentprm.envs.games import TASK_SHORT, TASK_TYPES
 from agentprm.trajectory import Episode
+
+if TYPE_CHECKING:
+    from agentprm.envs.pool import Backend
 
 
 def is_empty(step: Any) -> bool:
@@ -162,11 +165,12 @@ def bar_chart(summary: dict[str, Any], path: Path, title: str) -> None:
 def play_and_report(
     agent: Any, jobs: list[Any], out: Path, title: str, workers: int | None, max_steps: int,
     extra: dict[str, Any], max_in_flight: int = 64, show: bool = True, expert: str | None = None,
-    retries: int | None = None,
+    retries: int | None = None, backend: Backend = "process", ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Play the jobs (resuming), then write summary.json, results.md, success.png; print the table.
     `expert` runs that expert beside every game (its actions recorded as labels); `retries`: replays
-    of an episode lost to an env fault (None: rollout.DEFAULT_RETRIES)."""
+    of an episode lost to an env fault (None: rollout.DEFAULT_RETRIES); `backend`, `ray_address`: what
+    runs the env workers (envs.pool.open_pool)."""
     import time
 
     from agentprm.rollout import DEFAULT_RETRIES, run_rollouts
@@ -175,7 +179,7 @@ def play_and_report(
     start = time.perf_counter()
     retries = DEFAULT_RETRIES if retries is None else retries
     episodes = run_rollouts(agent, jobs, out / "trajectories.jsonl", workers, max_steps, max_in_flight, show, expert,
-                            retries, title)
+                            retries, title, backend, ray_address)
     summary = {**summarize(episodes), **extra, "retries": retries, "policy_id": agent.policy_id,
                "wall_s": round(time.perf_counter() - start, 2)}
     write_json(out / "summary.json", summary)

@@ -76,7 +76,13 @@ class DataSection(_Section):
     eval_games: Count | None = Field(None, description="evaluation games, a seeded sample (None: the whole split)")
     task_types: list[TaskType] | None = Field(None, description="restrict every stage to these task types")
     max_steps: Count = Field(30, description="turns per episode (the paper uses 30)")
-    workers: Count | None = Field(None, description="environment worker processes (None: CPU cores)")
+    workers: Count | None = Field(None, description="environment workers (None: CPU cores, the Ray cluster's "
+                                 "with backend: ray)")
+    backend: Literal["process", "ray"] = Field(
+        "process", description="what runs environment workers: process (this machine) or ray (Ray actors anywhere "
+                               "in a Ray cluster; see README: Scaling out)")
+    ray_address: str | None = Field(None, description="the Ray cluster for backend: ray (None: $RAY_ADDRESS, "
+                                    "else a local Ray instance)")
     max_failed_episodes: NonNegInt = Field(0, description="episodes a stage may leave failed after its retries "
                                            "(env faults) and still count as done; more stop the run, and a rerun "
                                            "retries them")
@@ -359,7 +365,7 @@ def prepare_run_dir(cfg: RunConfig, force: bool = False) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     saved = run / "config.yaml"
     text = yaml.safe_dump(cfg.model_dump(by_alias=True), sort_keys=False)
-    if saved.is_file() and yaml.safe_load(saved.read_text()) != yaml.safe_load(text):
+    if saved.is_file() and _with_defaults(yaml.safe_load(saved.read_text())) != yaml.safe_load(text):
         if not force:
             raise ConfigError(f"{run} holds a run with another config; use a new run_dir, the same config, "
                               "or --force to go on with the new one (finished stages are not redone)")
@@ -367,6 +373,15 @@ def prepare_run_dir(cfg: RunConfig, force: bool = False) -> Path:
     write_text(saved, text)
     write_json(run / "run.json", _provenance())
     return run
+
+
+def _with_defaults(saved: Any) -> Any:
+    """A saved config with the fields added since it was written at their defaults, so that a run
+    started before a new field existed (e.g. data.backend) resumes as the same config."""
+    try:
+        return yaml.safe_load(yaml.safe_dump(RunConfig.model_validate(saved).model_dump(by_alias=True)))
+    except ValidationError:
+        return saved
 
 
 def run_stages(stages: list[tuple[str, Callable[[], Any]]], state: RunState, log: Callable[[str], None]) -> None:
@@ -452,7 +467,8 @@ class Run:
 
         d = self.cfg.data
         summary = play_and_report(agent, jobs, out, title, d.workers, d.max_steps, extra,
-                                  self.cfg.policy_args.in_flight, self.show, expert)
+                                  self.cfg.policy_args.in_flight, self.show, expert, backend=d.backend,
+                                  ray_address=d.ray_address)
         failed = summary.get("eval/failed", 0)
         if failed > d.max_failed_episodes:
             # not marked done: the rerun retries exactly the failed episodes (rollout.run_rollouts)
@@ -644,6 +660,7 @@ class Run:
                   "steps": p.steps, "batch_states": p.batch_states, "monitor_every": p.monitor_every,
                   "monitor_games": p.monitor_games, "history_window": self.cfg.policy_args.history_window,
                   "max_new_tokens": self.cfg.policy_args.max_new_tokens, "workers": self.cfg.data.workers,
+                  "backend": self.cfg.data.backend, "ray_address": self.cfg.data.ray_address,
                   "mode": self.cfg.policy_args.mode,
                   "max_steps_per_episode": self.cfg.data.max_steps, "seed": self.cfg.seed,
                   "device": self.cfg.device, **p.extra}

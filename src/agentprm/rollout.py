@@ -1,4 +1,4 @@
-"""Rollouts: play many episodes of one agent through an EnvPool and write trajectories.
+"""Rollouts: play many episodes of one agent through an env pool and write trajectories.
 
 Episodes are scheduled as *jobs* (game, prefix, repeat index). Up to `max_in_flight` run at once;
 each turn the agent gets every live context in one call (one batched generate for an LM), the pool
@@ -25,8 +25,9 @@ from rich.progress import Progress
 
 from agentprm.agents.base import Agent, AgentOutput
 from agentprm.envs.games import GameSpec
-from agentprm.envs.pool import EnvPool, EpisodeFailure, EpisodeSpec
+from agentprm.envs.pool import Backend, EpisodeFailure, EpisodeSpec, open_pool
 from agentprm.envs.protocol import Observation
+from agentprm.envs.slots import SlotPool
 from agentprm.progress import progress_bar
 from agentprm.prompts import Turn, TurnContext
 from agentprm.trajectory import Episode, Step, TrajectoryWriter, read_episodes
@@ -134,7 +135,7 @@ def _episode(
 def play(
     agent: Agent,
     jobs: list[Job],
-    pool: EnvPool,
+    pool: SlotPool,
     on_episode: Callable[[Episode], None],
     max_steps: int = 30,
     max_in_flight: int = 64,
@@ -218,16 +219,18 @@ def run_rollouts(
     expert: str | None = None,
     retries: int = DEFAULT_RETRIES,
     title: str = "episodes",
+    backend: Backend = "process",
+    ray_address: str | None = None,
 ) -> list[Episode]:
     """Play the jobs not yet finished in `out_file` (new ones, and failed ones again), appending each
     episode as it ends; returns all episodes of `jobs` (those from earlier runs included), in job
-    order, each as its last record says."""
+    order, each as its last record says. `workers` env workers run on `backend` (see envs.pool.open_pool)."""
     # the file is read once: earlier episodes (a rerun skips the finished ones), then new ones are kept as written
     by_id = {ep.episode_id: ep for ep in read_episodes(out_file, skip_corrupt=True)} if out_file.is_file() else {}
     failed_before = {i: ep.attempts for i, ep in by_id.items() if ep.failed is not None}
     todo = [j for j in jobs if j.episode_id not in by_id or j.episode_id in failed_before]
     if todo:
-        with TrajectoryWriter(out_file) as writer, EnvPool(workers) as pool:
+        with TrajectoryWriter(out_file) as writer, open_pool(workers, backend, ray_address) as pool:
 
             def keep(episode: Episode) -> None:
                 writer.write(episode)

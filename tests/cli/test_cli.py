@@ -75,11 +75,12 @@ def test_play_a_game_to_the_win(alfworld_root):
 
 
 def test_bench_env_writes_figures(alfworld_root, tmp_path):
-    r = agentprm("bench", "env", "--workers", "1,2", "--episodes", "2", "--out", str(tmp_path))
+    r = agentprm("bench", "env", "--workers", "1,2", "--episodes", "2", "--rounds", "2", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     result = json.loads(Path(tmp_path / "summary.json").read_text())
     assert [x["workers"] for x in result["results"]] == [1, 2]
-    assert all(x["steps_per_s"] > 0 and x["resets_per_s"] > 0 for x in result["results"])
+    assert all(x["steps_per_s"] > 0 and x["warm_resets_per_s"] > x["cold_resets_per_s"] > 0 for x in result["results"])
+    assert set(result["speedup"]) == {"steps", "cold_resets", "warm_resets"} and "warm/cold" in r.stdout
 
 
 def test_bench_generate_reports_speedup(tiny_model, tmp_path):

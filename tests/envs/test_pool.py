@@ -94,6 +94,28 @@ def test_reset_of_a_live_slot_restarts_its_episode_on_the_same_worker():
         assert obs.text.startswith("You are in a small room") and pool.worker_of(2) == worker
 
 
+def test_a_released_game_restarts_warm_on_the_worker_that_holds_it():
+    with EnvPool(2, make_scripted_env) as pool:
+        pool.reset(specs(range(2)))
+        assert [pool.worker_of(s) for s in range(2)] == [0, 1]
+        pool.release([0, 1])
+        warm = pool.reset([(8, EpisodeSpec(scripted_game(1)))])[8]  # both idle: worker 0 unless warmth counts
+        assert (pool.worker_of(8), warm.info["resets"]) == (1, 2)  # game 1's env, reset in place
+        taken = pool.reset([(9, EpisodeSpec(scripted_game(1)))])[9]  # that env is in use: a new one
+        assert (pool.worker_of(9), taken.info["resets"]) == (0, 1)
+
+
+def test_a_warm_game_does_not_overload_its_worker():
+    with EnvPool(2, make_scripted_env) as pool:
+        pool.reset(specs(range(8)))  # games 1, 3, 5, 7 on worker 1
+        pool.release([0, 1, 2, 4, 6])
+        obs = pool.reset([(9, EpisodeSpec(scripted_game(1)))])[9]
+        assert (pool.worker_of(9), obs.info["resets"]) == (0, 1)  # worker 1 hosts 3 more: cold on 0
+        pool.release([9])
+        obs = pool.reset([(10, EpisodeSpec(scripted_game(1)))])[10]
+        assert (pool.worker_of(10), obs.info["resets"]) == (0, 2)
+
+
 # ----------------------------------------------------------------------------- failures
 
 
@@ -253,11 +275,13 @@ def test_pool_equals_sequential_on_real_games_and_walkthroughs_win(alfworld_root
     assert expected[2][0].info["prefix_len"] == 2
 
 
-def test_bench_env_replays_walkthroughs_and_reports_rates(alfworld_root):
+def test_bench_env_replays_walkthroughs_cold_then_warm_and_reports_rates(alfworld_root):
     from agentprm.bench.env import bench_env
 
-    report = bench_env([1], episodes=1, seed=1)
+    report = bench_env([1], episodes=2, seed=1, rounds=2)
     (row,) = report["results"]
-    assert (row["workers"], row["episodes"], row["won"], row["failures"], row["restarts"]) == (1, 1, 1, 0, 0)
-    assert row["resets_per_s"] > 0 and row["steps_per_s"] > 0 and row["steps"] >= 1
-    assert report["speedup"] == {1: 1.0} and report["reset_speedup"] == {1: 1.0}
+    assert (row["workers"], row["episodes"], row["won"], row["failures"], row["restarts"]) == (1, 2, 4, 0, 0)
+    assert row["steps"] % 4 == 0  # padded walkthroughs: every episode of a round takes as many steps
+    assert row["cold_resets_per_s"] > 0 and row["steps_per_s"] > 0
+    assert row["warm_over_cold"] > 2  # ~20x measured; a warm reset that rebuilt the game would be ~1x
+    assert report["speedup"] == {"steps": {1: 1.0}, "cold_resets": {1: 1.0}, "warm_resets": {1: 1.0}}

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentprm.atomic import save_figure, write_json
+
+if TYPE_CHECKING:
+    from agentprm.envs.pool import Backend
 
 
 def bench_bon(
     policy: str, prm: str, ns: Sequence[int], split: str, games: int | None, out: Path, temperature: float = 1.0,
     max_steps: int = 30, history_window: int | None = 8, max_new_tokens: int = 48, workers: int | None = None,
-    seed: int = 0, show: bool = True,
+    seed: int = 0, show: bool = True, backend: Backend = "process", ray_address: str | None = None,
 ) -> dict[str, Any]:
     from agentprm.agents.best_of_n import BestOfNAgent
     from agentprm.agents.policy import LMPolicy, PolicyConfig
@@ -33,7 +36,8 @@ def bench_bon(
     points = []
     for n in ns:
         summary = play_and_report(BestOfNAgent(lm, scorer, n), make_jobs(picked, 1, seed), out / f"bon{n}",
-                                  f"Best-of-{n}", workers, max_steps, {"best_of": n, "split": split}, show=show)
+                                  f"Best-of-{n}", workers, max_steps, {"best_of": n, "split": split}, show=show,
+                                  backend=backend, ray_address=ray_address)
         points.append({"n": n, "success": summary["eval/success"], "mean_actions": summary["eval/mean_actions"],
                        "failed": summary["eval/failed"]})
     result = {"policy": policy, "prm": prm, "split": split, "games": len(picked), "points": points}

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agentprm.cli.common import console, history_arg, parse_int_list, write_summary
+from agentprm.cli.common import BackendOpt, RayAddressOpt, console, history_arg, parse_int_list, write_summary
 
 app = typer.Typer(help="Benchmarks (speed goals live here, not in timed tests).", no_args_is_help=True)
 
@@ -16,25 +16,35 @@ app = typer.Typer(help="Benchmarks (speed goals live here, not in timed tests)."
 @app.command("env")
 def env(
     workers: Annotated[str, typer.Option("--workers", help="comma-separated worker counts")] = "1,2",
-    episodes: Annotated[int, typer.Option("--episodes", help="episodes per worker count")] = 8,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, help="episodes in flight per worker count")] = 8,
+    rounds: Annotated[int, typer.Option("--rounds", min=2, help="plays of each game: the first resets "
+                                        "cold, the others warm")] = 3,
     split: Annotated[str, typer.Option("--split")] = "valid_seen",
+    backend: BackendOpt = "process",
+    ray_address: RayAddressOpt = None,
     out: Annotated[Path, typer.Option("--out")] = Path("runs/bench-env"),
 ) -> None:
-    """Resets/s and steps/s of the EnvPool (walkthrough replay) and the speed-up over 1 worker."""
+    """Cold and warm resets/s and steps/s of the env pool (walkthrough replay), and the speed-ups over
+    1 worker."""
     from agentprm.bench.env import bench_env
 
-    result = bench_env(parse_int_list(workers), episodes, split)
-    table = Table(title=f"EnvPool on {split}, {episodes} episodes")
-    for col in ("workers", "resets/s", "steps/s", "reset speed-up", "step speed-up", "wall s"):
+    result = bench_env(parse_int_list(workers), episodes, split, rounds=rounds, backend=backend,
+                       ray_address=ray_address)
+    table = Table(title=f"{backend} env pool on {split}: {episodes} episodes in flight, each played {rounds}x",
+                  caption="(Nx): speed-up over 1 worker (else the first count)")
+    for col in ("workers", "cold resets/s", "warm resets/s", "steps/s", "warm/cold", "wall s"):
         table.add_column(col, justify="right")
-    base = result["results"][0]
+    speedup = result["speedup"]
     for r in result["results"]:
+        n = r["workers"]
         table.add_row(
-            str(r["workers"]), f"{r['resets_per_s']:.2f}", f"{r['steps_per_s']:.1f}",
-            f"{r['resets_per_s'] / base['resets_per_s']:.2f}x", f"{r['steps_per_s'] / base['steps_per_s']:.2f}x",
-            f"{r['wall_s']:.1f}",
+            str(n), f"{r['cold_resets_per_s']:.2f} ({speedup['cold_resets'][n]:.2f}x)",
+            f"{r['warm_resets_per_s']:.1f} ({speedup['warm_resets'][n]:.2f}x)",
+            f"{r['steps_per_s']:.1f} ({speedup['steps'][n]:.2f}x)", f"{r['warm_over_cold']:.1f}x", f"{r['wall_s']:.1f}",
         )
     console.print(table)
+    if any(r["failures"] or r["restarts"] for r in result["results"]):
+        console.print("[yellow]warning: episodes failed or workers were replaced (see summary.json)", highlight=False)
     write_summary(out, result)
 
 
@@ -77,13 +87,16 @@ def bon(
     history_window: Annotated[int, typer.Option("--history", help="turns of history (-1: all)")] = 8,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
     workers: Annotated[int | None, typer.Option("--workers")] = None,
+    backend: BackendOpt = "process",
+    ray_address: RayAddressOpt = None,
     out: Annotated[Path, typer.Option("--out")] = Path("runs/bench-bon"),
 ) -> None:
     """Test-time scaling: success of Best-of-N for each N, and the curve as a PNG."""
     from agentprm.bench.bon import bench_bon
 
     result = bench_bon(policy, str(prm), parse_int_list(n), split, games, out, temperature, max_steps,
-                       history_arg(history_window), max_new_tokens, workers)
+                       history_arg(history_window), max_new_tokens, workers, backend=backend,
+                       ray_address=ray_address)
     table = Table(title=f"Best-of-N on {split} ({result['games']} games)")
     failed = any(p["failed"] for p in result["points"])  # failed episodes are not losses: see evaluation.py
     for col in ("N", "success %", "#actions", *(["failed"] if failed else [])):

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 
 from agentprm.atomic import write_json
 
 console = Console()
 console_err = Console(stderr=True)
+
+BackendOpt = Annotated[str, typer.Option(
+    "--backend", help="what runs env workers: process (this machine) or ray (Ray actors, anywhere in a Ray cluster)")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
+    help="Ray cluster to place env workers on (--backend ray; default: a local Ray instance)")]
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> Path:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agentprm.agents.factory import make_agent, make_expert
-from agentprm.cli.common import history_arg
+from agentprm.cli.common import BackendOpt, RayAddressOpt, history_arg
 from agentprm.envs.alfworld import DEFAULT_MAX_STEPS, read_walkthroughs
 from agentprm.envs.experts import EXPERTS
 from agentprm.envs.games import GameSpec, find_games, select_eval_games
@@ -20,7 +20,7 @@ SplitOpt = Annotated[str, typer.Option("--split", help="train, valid_seen or val
 GamesOpt = Annotated[int | None, typer.Option("--games", help="play only N games (seeded sample)")]
 TaskTypeOpt = Annotated[list[str] | None, typer.Option("--task-type", help="only this task type (repeatable)")]
 OutOpt = Annotated[Path, typer.Option("--out", help="output folder")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", help="env worker processes (default: cores)")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="env workers (default: CPU cores)")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed for game sampling and the policy")]
 MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="turns per episode")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="generate, or score (rank admissible actions by likelihood)")]
@@ -57,6 +57,8 @@ def expert(
                                          "the expert's action kept as the label (handcoded/planner)")] = 0.0,
     out: OutOpt = Path("runs/expert"),
     workers: WorkersOpt = None,
+    backend: BackendOpt = "process",
+    ray_address: RayAddressOpt = None,
     seed: SeedOpt = 0,
     max_steps: MaxStepsOpt = DEFAULT_MAX_STEPS,
     retries: RetriesOpt = DEFAULT_RETRIES,
@@ -67,7 +69,7 @@ def expert(
     extra = {"command": "expert", "expert": kind, "noise": noise, "split": split, "games": len(specs), "seed": seed,
              "max_steps": max_steps}
     play_and_report(agent, make_jobs(specs), out, f"{agent.policy_id} on {split}", workers, max_steps, extra,
-                    expert=in_env, retries=retries)
+                    expert=in_env, retries=retries, backend=backend, ray_address=ray_address)
 
 
 PolicyOpt = Annotated[
@@ -94,6 +96,8 @@ def rollout(
     expert_labels: LabelsOpt = None,
     out: OutOpt = Path("runs/rollout"),
     workers: WorkersOpt = None,
+    backend: BackendOpt = "process",
+    ray_address: RayAddressOpt = None,
     seed: SeedOpt = 0,
     max_steps: MaxStepsOpt = DEFAULT_MAX_STEPS,
     retries: RetriesOpt = DEFAULT_RETRIES,
@@ -110,7 +114,7 @@ def rollout(
     if expert_labels is not None and expert_labels not in EXPERTS:
         raise ConfigError(f"--expert-labels {expert_labels!r}: choose one of {', '.join(EXPERTS)}")
     play_and_report(agent, jobs, out, f"{agent.policy_id} rollouts on {split}", workers, max_steps, extra,
-                    max_in_flight, expert=expert_labels, retries=retries)
+                    max_in_flight, expert=expert_labels, retries=retries, backend=backend, ray_address=ray_address)
 
 
 def evaluate(
@@ -129,6 +133,8 @@ def evaluate(
     max_in_flight: InFlightOpt = 64,
     out: OutOpt = Path("runs/eval"),
     workers: WorkersOpt = None,
+    backend: BackendOpt = "process",
+    ray_address: RayAddressOpt = None,
     seed: SeedOpt = 0,
     max_steps: MaxStepsOpt = DEFAULT_MAX_STEPS,
     retries: RetriesOpt = DEFAULT_RETRIES,
@@ -141,4 +147,4 @@ def evaluate(
     extra = {"command": "eval", "split": split, "games": len(specs), "mode": mode, "temperature": temp,
              "best_of": best_of, "prm": str(prm) if prm else None, "seed": seed, "max_steps": max_steps}
     play_and_report(agent, make_jobs(specs, 1, seed), out, f"{agent.policy_id} on {split}", workers, max_steps,
-                    extra, max_in_flight, retries=retries)
+                    extra, max_in_flight, retries=retries, backend=backend, ray_address=ray_address)

@@ -51,6 +51,8 @@ class ScriptedEnv:
         self._progress = 0
         self._steps = 0
         self._done = True
+        self.resets = 0
+        """Resets of this env object so far (in the reset info), so tests can tell a warm reset."""
 
     @property
     def walkthrough(self) -> list[str]:
@@ -63,6 +65,7 @@ class ScriptedEnv:
 
     def reset(self, prefix: Sequence[str] = ()) -> Observation:
         self._progress, self._steps, self._done = 0, 0, False
+        self.resets += 1
         text = "You are in a small room. There is a desk, a shelf and a door."
         turns = []
         for action in prefix:
@@ -71,7 +74,7 @@ class ScriptedEnv:
             if self._won:
                 break
         self._done = self._won
-        return self._observation(text, prefix_len=len(turns), prefix_turns=turns, won=self._won)
+        return self._observation(text, prefix_len=len(turns), prefix_turns=turns, won=self._won, resets=self.resets)
 
     def step(self, action: str) -> StepResult:
         if self._done:

@@ -89,6 +89,9 @@ class PolicyTrainConfig:
     """Stop after this many monitor evaluations without a new best (None: never)."""
     max_steps_per_episode: Count = 30
     workers: Count | None = None
+    backend: Literal["process", "ray"] = "process"
+    """What runs the monitor's env workers (see envs.pool.open_pool)."""
+    ray_address: str | None = None
     seed: int = 0
     device: str | None = None
     dtype: str | None = None
@@ -262,7 +265,8 @@ class PolicyTrainer:
         greedy = LMPolicy(self.model.eval(), self.tokenizer, PolicyConfig(
             mode=self.cfg.mode, temperature=0.0, history_window=self.cfg.history_window), name="pi")
         eps = run_rollouts(greedy, make_jobs(held), self.out / "monitor" / f"step{self.state.step}.jsonl",
-                           self.cfg.workers, self.cfg.max_steps_per_episode, show_progress=False)
+                           self.cfg.workers, self.cfg.max_steps_per_episode, show_progress=False,
+                           backend=self.cfg.backend, ray_address=self.cfg.ray_address)
         finished = [e for e in eps if e.failed is None]  # a failed episode has no outcome, not a loss
         return sum(e.won for e in finished) / max(1, len(finished))
 
