@@ -29,6 +29,7 @@ while [ $# -gt 0 ]; do
 done
 
 PY=${PYTHON:-python3}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code, installed or not
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TOKENIZERS_PARALLELISM=false
 export COLUMNS=${COLUMNS:-120}  # tables stay one line per row in a log
 agentprm() { "$PY" -m agentprm "$@"; }

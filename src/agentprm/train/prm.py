@@ -154,6 +154,8 @@ class PRM(nn.Module):
         answer is run on top of it (`_shared_prompt_logits`); the score is the same as `forward` on
         prompt + answer. Pairs that would be cut to `max_length` go through `forward` in length-sorted
         batches."""
+        if not contexts:  # e.g. a process's share of a validation set smaller than the process count
+            return []
         prompts = self.prompts(contexts)
         answers = [format_answer(a) for a in actions]
         p_ids = self.token_ids(prompts)
