@@ -2,15 +2,16 @@
 it) follow the loss curve of 1 process at the same global batch, for the PRM (soft BCE), SFT and the
 policy step (online DPO); the main process alone writes the run folder.
 
-Tolerance, 1e-4 absolute on every logged loss (losses here are 0.5-11): two processes compute the
+Tolerance, 1e-4 absolute on every compared figure (losses here are 0.5-11): two processes compute the
 same global-batch gradient as one but add it up in another order (each process's weighted mean,
 then DDP's all-reduce average), so they differ from one process by float32 rounding, ~1e-7 relative
-per step, compounding over the steps. Measured on these runs: PRM ≤ 4e-8, DPO ≤ 6e-7, SFT ≤ 2e-6 (a
-loss of ~10 summed over ~250 answer tokens). 1e-4 is 50x above the largest of those, and far below
-what a wrong weighting moves a loss by: these runs split batches unevenly (6 + 5 examples, 3 + 2
-states, and a last batch of 1 that leaves one process empty), and averaging the two processes' means
-instead of weighting them, or leaving out the factor of 2 that DDP's average divides by, moved the
-PRM's logged losses by 4e-3 to 0.37 (measured by breaking `train.parallel.loss_weight` on purpose).
+per step, compounding over the steps. Measured on these runs: PRM losses ≤ 4e-8, SFT ≤ 2e-6 (a loss
+of ~10 summed over ~250 answer tokens), DPO loss ≤ 3e-7 and its KL estimate ≤ 7e-6. 1e-4 is 15x above
+the largest of those, and far below what a wrong weighting moves a loss by: these runs split batches
+unevenly (6 + 5 examples, 3 + 2 states, and a last batch of 1 that leaves one process empty), and
+averaging the two processes' means instead of weighting them, or leaving out the factor of 2 that
+DDP's average divides by, moved the PRM's logged losses by 4e-3 to 0.37 (measured by breaking
+`train.parallel.loss_weight` on purpose).
 """
 
 from __future__ import annotations
@@ -124,3 +125,10 @@ def test_dpo_two_processes_follow_the_one_process_loss_curve(tiny_model: str, tm
     for key in ("dpo/loss", "dpo/pairs", "prm/mean_reward", "policy/kl"):
         assert [m[key] for m in two] == pytest.approx([m[key] for m in one], abs=TOL), key
     assert no_temp_files(tmp_path / "two")
+
+
+def test_the_whole_loop_refuses_a_multi_process_launch(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "agentprm", "train", "--config", str(tmp_path / "any.yaml")],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "WORLD_SIZE": "2"})
+    assert r.returncode == 2 and "runs the whole loop in one process" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
