@@ -47,8 +47,8 @@ else
     exit 2
   fi
   model=smollm2 device=cuda batches=128,512 new_tokens=32 repeats=2 bench_sft_batch=16 bench_sft_steps=3
-  demo_games=64 sft_steps=100 sft_batch=32 rollout_games=16 prm_rows=2048 prm_batch=32
-  policy_steps=20 policy_states=32 eval_games=16 max_steps=30 max_new_tokens=48 workers=8
+  demo_games=32 sft_steps=60 sft_batch=32 rollout_games=8 prm_rows=1024 prm_batch=32
+  policy_steps=10 policy_states=16 eval_games=16 max_steps=30 max_new_tokens=48 workers=8
 fi
 workers_opt=(--workers "$workers")
 

@@ -355,8 +355,8 @@ class LMPolicy:
         i*num_samples ...). Sorted by length and chunked by batch_size sequences (less padding).
         Sampling: answer j of prompt i draws from its own stream, seeded by `keys[i]` and j (rollouts
         key by episode and turn, so a draw is the same in any batch and after a resume; without keys,
-        by this call's number and first_index + i). `min_new_tokens` forces length (benchmarks). `allowed[i]`: the
-        only token sequences prompt i may be continued with (constrained decoding)."""
+        by this call's number and first_index + i). `min_new_tokens` forces length (benchmarks).
+        `allowed[i]`: the only token sequences prompt i may be continued with (constrained decoding)."""
         self._calls += 1
         n = num_samples
         keys = keys or [f"call{self._calls}|{first_index + i}" for i in range(len(prompts))]
