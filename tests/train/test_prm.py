@@ -67,6 +67,7 @@ def test_scores_do_not_depend_on_batching(prm: PRM) -> None:
     assert together == pytest.approx(alone, abs=1e-5)
     assert all(0.0 < s < 1.0 for s in together)
     assert prm.texts(ctxs[:1], actions[:1])[0].endswith("assistant\nACTION: go to fridge 1")
+    assert prm.logits([], []) == []  # a data-parallel process's empty share of a validation set
 
 
 def test_candidates_sharing_a_prompt_score_as_forward_on_prompt_plus_answer(prm: PRM) -> None:

@@ -154,7 +154,8 @@ def _left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple
 def _chunk_logprobs(model: Any, prompts: list[list[int]], answers: list[list[int]], pad_id: int) -> torch.Tensor:
     """Left-padded so every answer ends at the last position: only the last (max answer + 1) logits
     are computed (`logits_to_keep`), not (B, T, V) for a whole prompt."""
-    ids, mask = _left_pad([p + a for p, a in zip(prompts, answers, strict=True)], pad_id, model.device)
+    device = next(model.parameters()).device  # `model` may be a DDP wrapper (no .device)
+    ids, mask = _left_pad([p + a for p, a in zip(prompts, answers, strict=True)], pad_id, device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     k = max(map(len, answers))
     logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=k + 1).logits
@@ -187,7 +188,8 @@ def run_after_prompts(
     this is ~N× cheaper than N copies of prompt + answer."""
     device = next(model.parameters()).device
     p_ids, p_mask = _left_pad(prompts, pad_id, device)
-    kwargs = {"logits_to_keep": 1} if hasattr(model, "lm_head") else {}
+    lm = hasattr(getattr(model, "module", model), "lm_head")  # a causal LM, perhaps inside a DDP wrapper
+    kwargs = {"logits_to_keep": 1} if lm else {}
     first = model(input_ids=p_ids, attention_mask=p_mask, position_ids=(p_mask.cumsum(-1) - 1).clamp(min=0),
                   use_cache=True, **kwargs)
     owner = torch.tensor([g for g, group in enumerate(answers) for _ in group], device=device)
@@ -227,7 +229,7 @@ def sequence_logprobs(
     flow when called outside `no_grad` (DPO)."""
     n = len(prompt_ids)
     if n == 0:
-        return torch.zeros(0, device=model.device)
+        return torch.zeros(0, device=next(model.parameters()).device)
     order = sorted(range(n), key=lambda i: -(len(prompt_ids[i]) + len(answer_ids[i])))
     step = batch_size or n
     parts = [
@@ -314,9 +316,11 @@ class LMPolicy:
     def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
         return [outs[0] for outs in self.sample(contexts, 1)]
 
-    def sample(self, contexts: list[TurnContext], n: int) -> list[list[AgentOutput]]:
+    def sample(self, contexts: list[TurnContext], n: int, first_index: int = 0) -> list[list[AgentOutput]]:
         """n answers per context, all in one batched pass (chunked by batch_size): generated, or in
-        score mode drawn among the admissible actions; with temperature 0 the n answers are identical."""
+        score mode drawn among the admissible actions; with temperature 0 the n answers are identical.
+        `first_index`: where contexts[0] sits in a batch split across processes (the policy step under
+        DDP), so contexts without an episode key draw what they would in the whole batch."""
         if self.config.mode == "score":
             return self.score(contexts, n)
         prompts = [prompt_text(self.tokenizer, self.messages(c)) for c in contexts]
@@ -324,7 +328,8 @@ class LMPolicy:
         if self.config.mode == "constrained":
             allowed = [[encode_answer(self.tokenizer, format_answer(a)) for a in c.admissible_actions or ["look"]]
                        for c in contexts]
-        gens = self.generate(prompts, num_samples=n, allowed=allowed, keys=self._keys(contexts))
+        gens = self.generate(prompts, num_samples=n, allowed=allowed, keys=self._keys(contexts),
+                             first_index=first_index)
         return [
             [self._to_output(g, ctx) for g in gens[i * n : (i + 1) * n]] for i, ctx in enumerate(contexts)
         ]
@@ -344,17 +349,17 @@ class LMPolicy:
     @torch.no_grad()
     def generate(
         self, prompts: list[str], min_new_tokens: int = 0, num_samples: int = 1,
-        allowed: list[list[list[int]]] | None = None, keys: list[str] | None = None,
+        allowed: list[list[list[int]]] | None = None, keys: list[str] | None = None, first_index: int = 0,
     ) -> list[Generation]:
         """Continue each chat-templated prompt `num_samples` times (answers of prompt i at
         i*num_samples ...). Sorted by length and chunked by batch_size sequences (less padding).
         Sampling: answer j of prompt i draws from its own stream, seeded by `keys[i]` and j (rollouts
         key by episode and turn, so a draw is the same in any batch and after a resume; without keys,
-        by this call's number and i). `min_new_tokens` forces length (benchmarks). `allowed[i]`: the
-        only token sequences prompt i may be continued with (constrained decoding)."""
+        by this call's number and first_index + i). `min_new_tokens` forces length (benchmarks).
+        `allowed[i]`: the only token sequences prompt i may be continued with (constrained decoding)."""
         self._calls += 1
         n = num_samples
-        keys = keys or [f"call{self._calls}|{i}" for i in range(len(prompts))]
+        keys = keys or [f"call{self._calls}|{first_index + i}" for i in range(len(prompts))]
         ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[Generation | None] = [None] * (len(ids) * n)

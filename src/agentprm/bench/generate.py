@@ -114,17 +114,26 @@ def bench_generate(
     sft_batch_size: int = 4,
     sft_steps: int = 3,
     repeats: int = 1,
+    static_cache: bool | None = None,
 ) -> dict[str, Any]:
     """Generation tokens/s for max(batch_sizes) contexts at each batch size (speed-up over the first
-    size, normally 1) and SFT step time/tokens/s. Returns a dict; printing is the CLI's job."""
-    policy = LMPolicy.from_spec(spec, PolicyConfig(temperature=0.0, max_new_tokens=new_tokens, device=device))
+    size, normally 1) and SFT step time/tokens/s. `static_cache`: see `PolicyConfig` (None: on for
+    CUDA). `sft_steps=0`: no SFT timing ("sft" is None). Returns a dict (with the parameter count and
+    device name, for MFU); printing is the CLI's job."""
+    from agentprm.bench.throughput import device_name
+
+    config = PolicyConfig(temperature=0.0, max_new_tokens=new_tokens, device=device, static_cache=static_cache)
+    policy = LMPolicy.from_spec(spec, config)
     gen = bench_generation(policy, max(batch_sizes), batch_sizes, new_tokens, repeats)
     dev, static = str(policy.device), policy.static_cache
+    params = sum(p.numel() for p in policy.model.parameters())  # a tied LM head counted once
     del policy  # free the generation copy before loading the training one
     return {
         "spec": spec,
         "device": dev,
+        "device_name": device_name() if dev.startswith("cuda") else "cpu",
+        "params": params,
         "static_cache": static,
         "generate": gen,
-        "sft": bench_sft(spec, device, sft_batch_size, sft_steps),
+        "sft": bench_sft(spec, device, sft_batch_size, sft_steps) if sft_steps > 0 else None,
     }

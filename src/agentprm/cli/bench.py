@@ -48,6 +48,13 @@ def env(
     write_summary(out, result)
 
 
+CACHES = {"auto": None, "dynamic": False, "static": True}
+
+
+def _percent(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
 @app.command("generate")
 def generate(
     model: Annotated[str, typer.Option("--model", help="tiny, smollm2 or a model folder")] = "tiny",
@@ -55,24 +62,64 @@ def generate(
     new_tokens: Annotated[int, typer.Option("--new-tokens")] = 32,
     device: Annotated[str | None, typer.Option("--device")] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="timed repeats (best is kept)")] = 1,
+    cache: Annotated[str, typer.Option("--cache", help="KV cache: auto (static on CUDA), dynamic or static")] = "auto",
+    sft_batch: Annotated[int, typer.Option("--sft-batch", help="batch of the SFT steps timed after")] = 4,
+    sft_steps: Annotated[int, typer.Option("--sft-steps", help="timed SFT steps after one untimed (0: none)")] = 3,
     out: Annotated[Path, typer.Option("--out")] = Path("runs/bench-generate"),
 ) -> None:
-    """Generation tokens/s batched vs one at a time (warm), and SFT training tokens/s."""
+    """Generation tokens/s batched vs one at a time (warm), and SFT training tokens/s, with MFU on a known GPU."""
     from agentprm.bench.generate import bench_generate
+    from agentprm.bench.throughput import GENERATE_FLOPS_PER_PARAM, TRAIN_FLOPS_PER_PARAM, mfu, peak_bf16_flops
+    from agentprm.errors import ConfigError
 
-    result = bench_generate(model, parse_int_list(batch), new_tokens, device, repeats=repeats)
-    gen = result["generate"]
+    if cache not in CACHES:
+        raise ConfigError(f"--cache {cache!r}: choose one of {', '.join(CACHES)}")
+    result = bench_generate(model, parse_int_list(batch), new_tokens, device, sft_batch_size=sft_batch,
+                            sft_steps=sft_steps, repeats=repeats, static_cache=CACHES[cache])
+    gen, peak, params = result["generate"], peak_bf16_flops(result["device_name"]), result["params"]
     table = Table(title=f"generate: {model} on {result['device']} (static cache: {result['static_cache']})")
-    for col in ("batch", "tokens/s", "wall s", "speed-up"):
+    for col in ("batch", "tokens/s", "wall s", "speed-up", "MFU"):
         table.add_column(col, justify="right")
     base = gen["results"][0]["tokens_per_s"]
     for r in gen["results"]:
         table.add_row(str(r["batch_size"]), f"{r['tokens_per_s']:.1f}", f"{r['wall_s']:.2f}",
-                      f"{r['tokens_per_s'] / base:.2f}x")
+                      f"{r['tokens_per_s'] / base:.2f}x",
+                      _percent(mfu(params, r["tokens_per_s"], peak, GENERATE_FLOPS_PER_PARAM)))
     console.print(table)
     sft = result["sft"]
-    console.print(f"SFT: batch {sft['batch_size']}, {sft['step_s']:.2f} s/step, {sft['tokens_per_s']:.0f} tokens/s")
+    if sft is not None:
+        console.print(f"SFT: batch {sft['batch_size']}, {sft['step_s']:.2f} s/step, {sft['tokens_per_s']:.0f} "
+                      f"tokens/s, MFU {_percent(mfu(params, sft['tokens_per_s'], peak, TRAIN_FLOPS_PER_PARAM))}")
     write_summary(out, result)
+
+
+@app.command("throughput")
+def throughput(
+    run: Annotated[Path, typer.Argument(help="folder whose stage subfolders hold summary.json files")],
+) -> None:
+    """Tokens/s and MFU of every stage under RUN (bench generate, SFT, PRM; policy step and eval timings)."""
+    from agentprm.atomic import write_json
+    from agentprm.bench.throughput import device_name, peak_bf16_flops, stage_rows, with_mfu
+    from agentprm.errors import ConfigError
+
+    rows = stage_rows(run)
+    if not rows:
+        raise ConfigError(f"no stage summaries under {run} (expected {run}/<stage>/summary.json)")
+    name = device_name()
+    peak = peak_bf16_flops(name)
+    rows = with_mfu(rows, peak)
+    params = next(r["params"] for r in rows if "params" in r) if any("params" in r for r in rows) else 0
+    peak_text = f"peak bf16 {peak / 1e12:.0f} TFLOP/s" if peak else "peak bf16 not in our table: MFU n/a"
+    console.print(f"{name}, {peak_text}; N = {params / 1e6:.1f} M parameters; MFU = 6·N·tokens/s ÷ peak "
+                  "(2·N when generating)", highlight=False)
+    table = Table()
+    for col, justify in (("stage", "left"), ("tokens/s", "right"), ("MFU", "right"), ("note", "left")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        rate = f"{r['tokens_per_s']:,.0f}" if "tokens_per_s" in r else ""
+        table.add_row(r["what"], rate, _percent(r["mfu"]) if "kind" in r else "", r.get("note", ""))
+    console.print(table)
+    write_json(run / "throughput.json", {"device_name": name, "peak_bf16_flops": peak, "rows": rows})
 
 
 @app.command("bon")

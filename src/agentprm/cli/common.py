@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,12 @@ def write_summary(out: Path, summary: dict[str, Any]) -> Path:
     path = out / "summary.json"
     write_json(path, summary)
     return path
+
+
+def main_process() -> bool:
+    """False in the other processes of a data-parallel launch (`torchrun`/`accelerate launch` set
+    RANK), so that a training command prints its summary once."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def parse_int_list(text: str) -> list[int]:

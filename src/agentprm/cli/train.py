@@ -6,12 +6,13 @@ the config, so the command line mirrors the Python API.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from agentprm.cli.common import build_config, console
+from agentprm.cli.common import build_config, console, main_process
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="FIELD=VALUE for any other config field")]
 OutOpt = Annotated[Path, typer.Option("--out", help="output folder")]
@@ -35,8 +36,9 @@ def sft(
                                    "epochs": epochs, "lr": lr, "batch_size": batch_size,
                                    "max_examples": max_examples, "max_steps": max_steps}, overrides)
     summary = train_sft(cfg)
-    console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
-    console.print(f"π0 saved to {out / 'model'}")
+    if main_process():
+        console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
+        console.print(f"π0 saved to {out / 'model'}")
 
 
 def build_model(
@@ -89,7 +91,8 @@ def train_prm(
     cfg = build_config(PRMConfig, {"data": str(data), "model": model, "out": str(out), "loss": loss,
                                    "epochs": epochs, "lr": lr, "batch_size": batch_size}, overrides)
     summary = train_prm(cfg)
-    console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
+    if main_process():
+        console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
 
 
 def train_inverse_prm(
@@ -133,8 +136,9 @@ def train_policy(
                                            "out": str(out), "method": method, "beta": beta, "steps": steps,
                                            "lr": lr, "monitor_every": monitor_every}, overrides)
     summary = train_policy(cfg)
-    console.print({k: v for k, v in summary.items() if not isinstance(v, dict)})
-    console.print(f"policy saved to {out / 'model'}")
+    if main_process():
+        console.print({k: v for k, v in summary.items() if not isinstance(v, dict)})
+        console.print(f"policy saved to {out / 'model'}")
 
 
 def train(
@@ -155,5 +159,9 @@ def train(
         return
     if config is None:
         raise ConfigError("give --config FILE (see configs/ and `agentprm train --show-config`)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("`agentprm train` runs the whole loop in one process (rollouts and evals are not data "
+                          "parallel); launch its training stages (sft, train-prm, train-policy) with torchrun or "
+                          "accelerate launch instead")
     report = run_train(load_config(config, overrides), force=force)
     console.print(f"report: {report}")

@@ -12,6 +12,10 @@ PRM's favourite.
 Reward hacking (the paper's Fig. 3): the PRM reward can keep rising while real success falls. Every
 `monitor_every` steps we play held-back *train* games greedily and log real success next to the mean
 PRM reward and the KL estimate; the best checkpoint by real success is kept and becomes the output.
+
+Data parallel under `accelerate launch`/`torchrun` (`train.parallel`): `batch_states` stays the global
+batch; each process samples, scores and trains on its share of the states, metrics are over the whole
+batch, and the main process alone plays the monitor games and writes files.
 """
 
 from __future__ import annotations
@@ -44,6 +48,15 @@ from agentprm.models import resolve_model
 from agentprm.progress import progress_bar
 from agentprm.prompts import TurnContext
 from agentprm.train.losses import dpo_loss
+from agentprm.train.parallel import (
+    broadcast,
+    device_for,
+    gather_list,
+    global_sums,
+    loss_weight,
+    make_accelerator,
+    my_share,
+)
 from agentprm.trajectory import load_episodes
 
 
@@ -144,21 +157,29 @@ class PolicyTrainer:
         from agentprm.train.prm import PRM
 
         self.cfg = cfg
+        self.acc = make_accelerator(cfg.device)
+        if cfg.batch_states < self.acc.num_processes:
+            raise ConfigError(f"batch_states={cfg.batch_states} is the global batch: it needs at least one state "
+                              f"for each of the {self.acc.num_processes} processes")
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         ckpt = self.out / "checkpoint"
         start = str(ckpt / "model") if (ckpt / "state.json").is_file() else cfg.policy
-        self.model, self.tokenizer = resolve_model(start, cfg.device, cfg.dtype)
-        self.ref = resolve_model(cfg.policy, cfg.device, cfg.dtype)[0] if cfg.method == "dpo" else None
+        device = device_for(self.acc, cfg.device)
+        self.model, self.tokenizer = resolve_model(start, device, cfg.dtype)
+        self.ref = resolve_model(cfg.policy, device, cfg.dtype)[0] if cfg.method == "dpo" else None
         if self.ref is not None:
             self.ref.requires_grad_(False)
-        self.prm = PRM.load(cfg.prm, device=cfg.device)
+        self.prm = PRM.load(cfg.prm, device=device)
         self.states = load_states(cfg.states, cfg.seed)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr)
         self.sched = get_scheduler("linear", self.opt, cfg.warmup_steps, cfg.steps)
         self.state = _State()
         if start != cfg.policy:
             self._resume(ckpt)
+        # the loss goes through `self.ddp` (DDP wrapper, or the model itself for one process); sampling
+        # and no-grad scoring use `self.model`, the same weights
+        self.ddp, self.opt = self.acc.prepare(self.model, self.opt)
         pc = PolicyConfig(mode=cfg.mode, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                           history_window=cfg.history_window, seed=cfg.seed, prefix_cache=False)
         self.sampler = LMPolicy(self.model, self.tokenizer, pc, name="pi")
@@ -170,10 +191,13 @@ class PolicyTrainer:
         return [self.states[(s + j) % n] for j in range(k)]
 
     def step(self) -> dict[str, float]:
-        ctxs = self.batch()
+        """One optimizer step on the global batch of states; this process handles its share of them."""
+        batch = self.batch()
+        mine = my_share(self.acc, range(len(batch)))  # positions in the global batch, at least one
+        ctxs = [batch[i] for i in mine]
         n = self.cfg.samples or (2 if self.cfg.method == "dpo" else 4)
         self.model.eval()
-        samples = self.sampler.sample(ctxs, n)
+        samples = self.sampler.sample(ctxs, n, first_index=mine[0])
         flat_ctx = [c for c, outs in zip(ctxs, samples, strict=True) for _ in outs]
         flat = self.prm.score(flat_ctx, [o.action for outs in samples for o in outs])
         scores = [flat[i * n : (i + 1) * n] for i in range(len(ctxs))]
@@ -184,10 +208,14 @@ class PolicyTrainer:
             metrics = self._dpo(msgs, samples, scores, ref)
         else:
             metrics = self._rejection(msgs, samples, scores)
-        metrics["prm/mean_reward"] = sum(flat) / len(flat)
+        rewards = gather_list(self.acc, flat)
+        metrics["prm/mean_reward"] = sum(rewards) / len(rewards)
         # sample-based KL(π‖π_ref) ≈ mean of log π − log π_ref over the samples (no reference: 0)
-        kl = (self._logprobs(self.model, msgs, samples) - ref).mean().item() if ref is not None else 0.0
-        metrics["policy/kl"] = kl
+        if ref is not None:
+            kl = gather_list(self.acc, (self._logprobs(self.model, msgs, samples) - ref).flatten().tolist())
+            metrics["policy/kl"] = torch.tensor(kl).mean().item()
+        else:
+            metrics["policy/kl"] = 0.0
         self.state.step += 1
         return metrics
 
@@ -205,57 +233,70 @@ class PolicyTrainer:
         """log p(answer | prompt) of every sampled answer under `model`, shape (states, samples)."""
         return self._answers_logprobs(model, msgs, [[o.raw_output for o in outs] for outs in samples])
 
-    def _update(self, loss: torch.Tensor) -> None:
+    def _update(self, loss: torch.Tensor, weight: float) -> float:
+        """Backward of this process's loss × `weight` (`train.parallel`) and an optimizer step; returns
+        the global batch's loss."""
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.acc.backward(loss * weight)
+        self.acc.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         self.sched.step()
+        return global_sums(self.acc, loss.item() * weight)[0] / self.acc.num_processes
 
     def _dpo(
         self, msgs: list[list[dict[str, str]]], samples: list[list[Any]], scores: list[list[float]],
         ref: torch.Tensor,
     ) -> dict[str, float]:
         pairs = preference_pairs(samples, scores, self.cfg.min_margin)
-        if not pairs:
+        n_pairs = int(global_sums(self.acc, len(pairs))[0])
+        if not n_pairs:
             self.sched.step()
             return {"dpo/pairs": 0.0}
-        states = [i for i, *_ in pairs]
+        # a process without a pair of its own still joins the backward pass (DDP), at weight 0
+        used = pairs or [(0, samples[0][0], samples[0][-1], 0.0, 0.0)]
+        states = [i for i, *_ in used]
         pair_msgs = [msgs[i] for i in states]
-        chosen = [c.raw_output for _, c, *_ in pairs]
-        rejected = [r.raw_output for _, _, r, *_ in pairs]
-        pol = self._answers_logprobs(self.model, pair_msgs, [[c, r] for c, r in zip(chosen, rejected, strict=True)])
+        chosen = [c.raw_output for _, c, *_ in used]
+        rejected = [r.raw_output for _, _, r, *_ in used]
+        pol = self._answers_logprobs(self.ddp, pair_msgs, [[c, r] for c, r in zip(chosen, rejected, strict=True)])
         pol_c, pol_r = pol[:, 0], pol[:, 1]
         # the reference log-probs were computed for every sample: pick the chosen and rejected ones
         def column(i: int, out: Any) -> int:
             return next(j for j, o in enumerate(samples[i]) if o is out)
 
-        ref_c = ref[states, [column(i, c) for i, c, *_ in pairs]]
-        ref_r = ref[states, [column(i, r) for i, _, r, *_ in pairs]]
+        ref_c = ref[states, [column(i, c) for i, c, *_ in used]]
+        ref_r = ref[states, [column(i, r) for i, _, r, *_ in used]]
         loss, rc, rr = dpo_loss(pol_c, pol_r, ref_c, ref_r, self.cfg.beta)
-        self._update(loss)
+        loss_all = self._update(loss, loss_weight(len(pairs), n_pairs, self.acc.num_processes))
+        rc, rr = (torch.tensor(gather_list(self.acc, x.tolist() if pairs else [])) for x in (rc, rr))
+        gaps = gather_list(self.acc, [sc - sr for *_, sc, sr in pairs])
         return {
-            "dpo/loss": loss.item(),
-            "dpo/pairs": float(len(pairs)),
+            "dpo/loss": loss_all,
+            "dpo/pairs": float(n_pairs),
             "dpo/rewards/chosen": rc.mean().item(),
             "dpo/rewards/rejected": rr.mean().item(),
             "dpo/rewards/margin": (rc - rr).mean().item(),
             "dpo/rewards/accuracy": (rc > rr).float().mean().item(),
-            "prm/pair_gap": sum(sc - sr for *_, sc, sr in pairs) / len(pairs),
+            "prm/pair_gap": sum(gaps) / len(gaps),
         }
 
     def _rejection(
         self, msgs: list[list[dict[str, str]]], samples: list[list[Any]], scores: list[list[float]]
     ) -> dict[str, float]:
         best = [outs[max(range(len(sc)), key=sc.__getitem__)] for outs, sc in zip(samples, scores, strict=True)]
-        lp = answer_logprobs(self.model, self.tokenizer, msgs, [b.raw_output for b in best])
+        lp = answer_logprobs(self.ddp, self.tokenizer, msgs, [b.raw_output for b in best])
         loss = -lp.mean()
-        self._update(loss)
-        return {"rejection/nll": loss.item(), "prm/best_reward": sum(max(s) for s in scores) / len(scores)}
+        nll = self._update(loss, loss_weight(len(msgs), self.cfg.batch_states, self.acc.num_processes))
+        best_rewards = gather_list(self.acc, [max(s) for s in scores])
+        return {"rejection/nll": nll, "prm/best_reward": sum(best_rewards) / len(best_rewards)}
 
     # -- monitor, checkpoints -----------------------------------------------------------------------
     def monitor(self) -> float:
-        """Greedy real success on held-back train games (the reward-hacking check)."""
+        """Greedy real success on held-back train games (the reward-hacking check); played by the main
+        process alone, every process gets the result."""
+        return broadcast(self.acc, self._play_held_back() if self.acc.is_main_process else None)
+
+    def _play_held_back(self) -> float:
         from agentprm.envs.games import find_games
         from agentprm.rollout import make_jobs, run_rollouts
 
@@ -281,14 +322,16 @@ class PolicyTrainer:
 
     def _resume(self, ckpt: Path) -> None:
         self.state = _State(**json.loads((ckpt / "state.json").read_text()))
-        saved = torch.load(ckpt / "optimizer.pt", weights_only=True)  # our own file, tensors only
+        # our own file, tensors only; onto this process's device (not the device it was saved from)
+        saved = torch.load(ckpt / "optimizer.pt", map_location=self.model.device, weights_only=True)
         self.opt.load_state_dict(saved["opt"])
         self.sched.load_state_dict(saved["sched"])
 
     def keep_best(self, success: float) -> bool:
         if success > self.state.best_success:
             self.state.best_success, self.state.best_step, self.state.evals_since_best = success, self.state.step, 0
-            save_model(self.model, self.tokenizer, self.out / "best")
+            if self.acc.is_main_process:
+                save_model(self.model, self.tokenizer, self.out / "best")
             return True
         self.state.evals_since_best += 1
         return False
@@ -297,10 +340,10 @@ class PolicyTrainer:
 def train_policy(cfg: PolicyTrainConfig, show_progress: bool = True) -> dict[str, Any]:
     """Run the policy step to the end (resuming from out/checkpoint); returns the summary."""
     trainer = PolicyTrainer(cfg)
-    out, st = trainer.out, trainer.state
+    out, st, main = trainer.out, trainer.state, trainer.acc.is_main_process
     log = out / "metrics.jsonl"
     t0, stopped_early = time.perf_counter(), False
-    with progress_bar(disable=not show_progress) as bar:
+    with progress_bar(disable=not (show_progress and main)) as bar:
         task = bar.add_task(f"policy step ({cfg.method})", total=cfg.steps, completed=st.step)
         if cfg.monitor_every and st.step == 0 and not st.history:
             st.history.append({"step": 0, "monitor/success": trainer.monitor()})
@@ -313,15 +356,27 @@ def train_policy(cfg: PolicyTrainConfig, show_progress: bool = True) -> dict[str
                 p = cfg.early_stop_patience
                 stopped_early = p is not None and st.evals_since_best >= p
             st.history.append(metrics)
-            with open(log, "a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            trainer.save(out / "checkpoint")
+            if main:
+                with open(log, "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                trainer.save(out / "checkpoint")
+            trainer.acc.wait_for_everyone()
             bar.update(task, completed=st.step)
-    return _finish(trainer, time.perf_counter() - t0, stopped_early)
+    summary = _finish(trainer, time.perf_counter() - t0, stopped_early)
+    trainer.acc.wait_for_everyone()
+    return summary
 
 
 def _finish(trainer: PolicyTrainer, wall: float, stopped_early: bool) -> dict[str, Any]:
+    """The kept model, the monitor plot and summary.json (written by the main process only)."""
     cfg, out, st = trainer.cfg, trainer.out, trainer.state
+    summary = {
+        "config": asdict(cfg), "steps": st.step, "stopped_early": stopped_early, "wall_s": round(wall, 1),
+        "monitor/best_success": st.best_success, "monitor/best_step": st.best_step,
+        "last": st.history[-1] if st.history else {},
+    }
+    if not trainer.acc.is_main_process:
+        return summary
     if cfg.monitor_every and (out / "best").is_dir():
         tmp = temp_dir_for(out / "model")
         shutil.copytree(out / "best", tmp, dirs_exist_ok=True)
@@ -329,11 +384,6 @@ def _finish(trainer: PolicyTrainer, wall: float, stopped_early: bool) -> dict[st
     else:
         save_model(trainer.model, trainer.tokenizer, out / "model")
     plot_monitor(st.history, out / "reward_hacking.png")
-    summary = {
-        "config": asdict(cfg), "steps": st.step, "stopped_early": stopped_early, "wall_s": round(wall, 1),
-        "monitor/best_success": st.best_success, "monitor/best_step": st.best_step,
-        "last": st.history[-1] if st.history else {},
-    }
     write_json(out / "summary.json", summary)
     return summary
 

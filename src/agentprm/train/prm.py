@@ -12,6 +12,9 @@ validation soft BCE, Brier score and AUC for the success label (q > 0), a reliab
 namespaced metrics (`prm/val_bce`, `prm/brier`, `prm/auc`, ...). The loop is plain torch: mixed
 precision by bf16 autocast on CUDA over fp32 master weights, transformers' LR schedule, one
 checkpoint per epoch (model in safetensors, optimizer tensors loaded with weights_only=True).
+Data parallel under `accelerate launch`/`torchrun` through an `accelerate.Accelerator`: `batch_size`
+stays the global batch, each process trains on its share of it and scores its share of the
+validation set; the main process alone writes files and draws the progress bar (`train.parallel`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -34,11 +37,22 @@ from agentprm.agents.policy import run_after_prompts
 from agentprm.atomic import replace_dir, temp_dir_for, write_json
 from agentprm.bounds import Count, Fraction, NonNegative, NonNegInt, Positive
 from agentprm.errors import ConfigError, ModelLoadError
-from agentprm.models import load_causal_lm, load_tokenizer, pick_device
+from agentprm.models import load_causal_lm, load_tokenizer
 from agentprm.prompts import TurnContext, build_messages, format_answer, prompt_style
 from agentprm.targets import read_rows, row_to_context
 from agentprm.train.losses import bradley_terry, soft_bce
 from agentprm.train.metrics import expected_calibration_error, plot_calibration, reliability_bins, roc_auc
+from agentprm.train.parallel import (
+    device_for,
+    gather_list,
+    global_sums,
+    loss_weight,
+    make_accelerator,
+    my_share,
+)
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 log = logging.getLogger(__name__)
 PRM_FORMAT, PRM_VERSION = "agentprm.prm", 1
@@ -110,20 +124,23 @@ class PRM(nn.Module):
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return out.hidden_states[-1]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor | None = None,
+                cols: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) raw scores z (logits of success) of (B, T) right-padded sequences (as `collate` makes;
-        left padding would shift the position ids of the real tokens)."""
+        left padding would shift the position ids of the real tokens), read at each last real token;
+        or, given `rows` and `cols`, the scores at those positions ((rows[j], cols[j]) is the last
+        token of an answer: one packed episode gives the score of every one of its turns). One entry
+        point for both, because DDP synchronises gradients only of what runs through `forward`."""
         hidden = self._hidden(input_ids, attention_mask)  # (B, T, H)
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        last = hidden[rows, last_token_index(attention_mask)]  # (B, H)
-        return self.head(last.to(self.head.weight.dtype)).squeeze(-1).float()  # (B,)
+        if rows is None or cols is None:
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
+            cols = last_token_index(attention_mask)
+        return self.head(hidden[rows, cols].to(self.head.weight.dtype)).squeeze(-1).float()  # (B,) or (J,)
 
     def scores_at(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
                   cols: torch.Tensor) -> torch.Tensor:
-        """Raw scores read at chosen positions of (B, T) right-padded sequences: (rows[j], cols[j]) is the
-        last token of an answer. One packed episode gives the score of every one of its turns."""
-        hidden = self._hidden(input_ids, attention_mask)  # (B, T, H)
-        return self.head(hidden[rows, cols].to(self.head.weight.dtype)).squeeze(-1).float()
+        """Raw scores read at chosen positions (see `forward`)."""
+        return self(input_ids, attention_mask, rows, cols)
 
     def prompts(self, contexts: Sequence[TurnContext]) -> list[str]:
         """The policy's prompt for each context (chat template, generation prompt on)."""
@@ -137,6 +154,8 @@ class PRM(nn.Module):
         answer is run on top of it (`_shared_prompt_logits`); the score is the same as `forward` on
         prompt + answer. Pairs that would be cut to `max_length` go through `forward` in length-sorted
         batches."""
+        if not contexts:  # e.g. a process's share of a validation set smaller than the process count
+            return []
         prompts = self.prompts(contexts)
         answers = [format_answer(a) for a in actions]
         p_ids = self.token_ids(prompts)
@@ -232,11 +251,20 @@ class PRM(nn.Module):
         return prm
 
 
-def evaluate(prm: PRM, rows: Sequence[dict], pairs: Sequence[dict], batch_size: int) -> dict[str, Any]:
-    """Validation metrics. Label of a row = "episode won" (q > 0, i.e. some visit led to a win)."""
+def evaluate(prm: PRM, rows: Sequence[dict], pairs: Sequence[dict], batch_size: int,
+             acc: Accelerator | None = None) -> dict[str, Any]:
+    """Validation metrics. Label of a row = "episode won" (q > 0, i.e. some visit led to a win).
+    With an Accelerator of several processes each scores its share and every process gets all scores."""
+
+    def logits(contexts: list[TurnContext], actions: list[str]) -> list[float]:
+        if acc is None:
+            return prm.logits(contexts, actions, batch_size)
+        mine = my_share(acc, list(zip(contexts, actions, strict=True)))
+        return gather_list(acc, prm.logits([c for c, _ in mine], [a for _, a in mine], batch_size))
+
     if not rows:
         return {}
-    z = torch.tensor(prm.logits([row_to_context(r) for r in rows], [r["action"] for r in rows], batch_size))
+    z = torch.tensor(logits([row_to_context(r) for r in rows], [r["action"] for r in rows]))
     p = torch.sigmoid(z).numpy()
     q = np.array([r["q"] for r in rows])
     won = (q > 0).astype(float)
@@ -252,8 +280,8 @@ def evaluate(prm: PRM, rows: Sequence[dict], pairs: Sequence[dict], batch_size: 
     }
     if pairs:
         ctx = [row_to_context(r) for r in pairs]
-        zc = torch.tensor(prm.logits(ctx, [r["chosen"] for r in pairs], batch_size))
-        zr = torch.tensor(prm.logits(ctx, [r["rejected"] for r in pairs], batch_size))
+        zc = torch.tensor(logits(ctx, [r["chosen"] for r in pairs]))
+        zr = torch.tensor(logits(ctx, [r["rejected"] for r in pairs]))
         m["prm/val_bt"] = bradley_terry(zc, zr).item()
         m["prm/val_pair_acc"] = float((zc > zr).float().mean())
     return m
@@ -397,18 +425,24 @@ def _cut_left(ids: list[int], labels: list[tuple[int, float]], max_length: int) 
     return ids[cut:], [(p - cut, q) for p, q in labels if p >= cut]
 
 
-def _batch_loss(prm: PRM, batch: list[tuple], loss: str) -> tuple[torch.Tensor, int]:
-    """(loss, real tokens) of one batch; pairs go through one forward pass of 2B sequences."""
+def _batch_loss(model: Any, prm: PRM, batch: list[tuple], loss: str) -> tuple[torch.Tensor, int]:
+    """(loss, real tokens) of one batch; pairs go through one forward pass of 2B sequences. `model` is
+    `prm` itself or its DDP wrapper (the forward pass must go through it)."""
     if loss == "soft-bce":
         cut = [_cut_left(ids, labels, prm.max_length) for ids, labels in batch]
         input_ids, mask = prm.collate([ids for ids, _ in cut])
         where = [(b, p, q) for b, (_, labels) in enumerate(cut) for p, q in labels]
         rows, cols, q = (torch.tensor(x, device=input_ids.device) for x in zip(*where, strict=True))
-        z = prm.scores_at(input_ids, mask, rows, cols)
+        z = model(input_ids, mask, rows, cols)
         return soft_bce(z, q.float()), int(mask.sum())
     input_ids, mask = prm.collate([c for c, _ in batch] + [r for _, r in batch])
-    z = prm(input_ids, mask)
+    z = model(input_ids, mask)
     return bradley_terry(z[: len(batch)], z[len(batch) :]), int(mask.sum())
+
+
+def _items(batch: list[tuple], loss: str) -> int:
+    """What the batch loss averages over: labelled positions (soft-bce) or pairs (bradley-terry)."""
+    return sum(len(labels) for _, labels in batch) if loss == "soft-bce" else len(batch)
 
 
 def _save_checkpoint(out: Path, prm: PRM, opt: torch.optim.Optimizer, sched: Any, state: dict) -> None:
@@ -422,18 +456,18 @@ def _save_checkpoint(out: Path, prm: PRM, opt: torch.optim.Optimizer, sched: Any
     replace_dir(tmp, out / "checkpoint")
 
 
-def _resume(cfg: PRMConfig) -> tuple[PRM, dict | None]:
+def _resume(cfg: PRMConfig, device: str | None) -> tuple[PRM, dict | None]:
     """The checkpoint's model and state when out/checkpoint exists, else a fresh PRM."""
     ckpt = Path(cfg.out) / "checkpoint"
     if not (ckpt / "state.json").is_file():
-        return PRM.from_spec(cfg.model, cfg.device, cfg.dtype, cfg.history_window, cfg.max_length), None
+        return PRM.from_spec(cfg.model, device, cfg.dtype, cfg.history_window, cfg.max_length), None
     state = json.loads((ckpt / "state.json").read_text())
     for k in ("loss", "data", "history_window"):
         if state["config"][k] != getattr(cfg, k):
             raise ConfigError(f"prm: {ckpt} was written with {k}={state['config'][k]!r}, not "
                               f"{getattr(cfg, k)!r}; delete it or choose another --out")
     log.info("resuming from %s after epoch %d", ckpt, state["epoch"])
-    return PRM.load(ckpt / "model", cfg.device, cfg.dtype), state
+    return PRM.load(ckpt / "model", device, cfg.dtype), state
 
 
 def _optimizer(prm: PRM, cfg: PRMConfig, total_steps: int, state: dict | None) -> tuple[Any, Any]:
@@ -449,37 +483,46 @@ def _optimizer(prm: PRM, cfg: PRMConfig, total_steps: int, state: dict | None) -
     return opt, sched
 
 
-def _run_epoch(prm: PRM, cfg: PRMConfig, examples: list[tuple], opt: Any, sched: Any, epoch: int) -> dict:
-    """One pass in a seeded order (the same order after a resume); returns epoch metrics."""
+def _run_epoch(acc: Accelerator, model: Any, prm: PRM, cfg: PRMConfig, examples: list[tuple], opt: Any,
+               sched: Any, epoch: int) -> dict:
+    """One pass in a seeded order (the same order after a resume, and in every process); returns
+    epoch metrics. Each step's loss is that of the whole global batch, whatever the process count."""
     from agentprm.progress import progress_bar
 
-    prm.train()
+    model.train()
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
     starts = range(0, len(order), cfg.batch_size)
     losses, tokens, t0 = [], 0, time.perf_counter()
     name = f"PRM epoch {epoch + 1}/{cfg.epochs}"
-    with progress_bar(disable=not cfg.progress) as bar:
+    with progress_bar(disable=not (cfg.progress and acc.is_main_process)) as bar:
         task = bar.add_task(name, total=len(starts))
         for s in starts:
-            losses.append(_train_step(prm, cfg, [examples[i] for i in order[s : s + cfg.batch_size]], opt, sched))
+            batch = [examples[i] for i in order[s : s + cfg.batch_size]]
+            losses.append(_train_step(acc, model, prm, cfg, batch, opt, sched))
             tokens += losses[-1][1]
             bar.update(task, advance=1, description=f"{name} loss {losses[-1][0]:.4f}")
     dt = time.perf_counter() - t0
     return {"epoch": epoch + 1, "prm/train_loss": float(np.mean([x for x, _ in losses])),
             "prm/lr": sched.get_last_lr()[0], "prm/train_tokens_per_s": tokens / dt,
-            "prm/train_examples_per_s": len(examples) / dt}
+            "prm/train_examples_per_s": len(examples) / dt, "prm/step_losses": [x for x, _ in losses]}
 
 
-def _train_step(prm: PRM, cfg: PRMConfig, batch: list[tuple], opt: Any, sched: Any) -> tuple[float, int]:
-    """One optimizer step on a batch: (loss, tokens)."""
+def _train_step(acc: Accelerator, model: Any, prm: PRM, cfg: PRMConfig, batch: list[tuple], opt: Any,
+                sched: Any) -> tuple[float, int]:
+    """One optimizer step on a global batch: (its loss, its real tokens). This process runs its share,
+    weighted as `train.parallel` explains; a process left without a share (a short last batch) runs
+    one example at weight 0, because DDP needs every process in every backward pass."""
+    mine = my_share(acc, batch)
+    weight = loss_weight(_items(mine, cfg.loss), _items(batch, cfg.loss), acc.num_processes)
     with _autocast(prm.device):
-        loss, n_tok = _batch_loss(prm, batch, cfg.loss)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(prm.parameters(), cfg.max_grad_norm)
+        loss, n_tok = _batch_loss(model, prm, mine or batch[:1], cfg.loss)
+    acc.backward(loss * weight)
+    acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
     opt.step()
     sched.step()
     opt.zero_grad(set_to_none=True)
-    return loss.item(), n_tok
+    total_loss, total_tokens = global_sums(acc, loss.item() * weight, n_tok if mine else 0)
+    return total_loss / acc.num_processes, int(total_tokens)
 
 
 def _versions() -> dict[str, str | None]:
@@ -498,46 +541,69 @@ def _versions() -> dict[str, str | None]:
             "transformers": transformers.__version__, "git": rev}
 
 
+def _freeze_unused_lm_head(prm: PRM) -> None:
+    """The PRM reads hidden states, never the LM head's logits: an LM head that is not the input
+    embedding (untied) would get no gradient, which DDP reports as an error. Freezing it changes
+    nothing else (AdamW skips parameters without a gradient)."""
+    head, embed = prm.backbone.get_output_embeddings(), prm.backbone.get_input_embeddings()
+    if head is not None and head.weight is not embed.weight:
+        head.requires_grad_(False)
+
+
 def train_prm(cfg: PRMConfig) -> dict[str, Any]:
-    """Train (or resume) a PRM and write model/, calibration.png and summary.json under cfg.out."""
+    """Train (or resume) a PRM and write model/, calibration.png and summary.json under cfg.out.
+    Under `accelerate launch`/`torchrun` every process runs this; see the module docstring."""
     cfg.validate()
+    acc = make_accelerator(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", {"config": asdict(cfg), "versions": _versions()})
-    prm, state = _resume(cfg)
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", {"config": asdict(cfg), "versions": _versions()})
+    prm, state = _resume(cfg, device_for(acc, cfg.device))
+    _freeze_unused_lm_head(prm)
     train_rows, train_pairs = _load_split(cfg, "train")
     val_rows, val_pairs = _load_split(cfg, "val")
     examples = _examples(prm, cfg, train_rows, train_pairs)
     data_stats = _data_stats(examples, cfg.max_length, cfg.loss)
     steps_per_epoch = -(-len(examples) // cfg.batch_size)
     opt, sched = _optimizer(prm, cfg, steps_per_epoch * cfg.epochs, state)
+    model, opt = acc.prepare(prm, opt)  # DDP wrapper (or prm itself); the schedule counts global steps
     history: list[dict] = state["history"] if state else []
     start = state["epoch"] if state else 0
-    log.info("prm: %d examples, %d steps/epoch, device %s", len(examples), steps_per_epoch, pick_device(cfg.device))
+    log.info("prm: %d examples, %d steps/epoch, device %s, %d process(es)", len(examples), steps_per_epoch,
+             prm.device, acc.num_processes)
     metrics: dict[str, Any] = {}
     for epoch in range(start, cfg.epochs):
-        epoch_metrics = _run_epoch(prm, cfg, examples, opt, sched, epoch)
+        epoch_metrics = _run_epoch(acc, model, prm, cfg, examples, opt, sched, epoch)
         if cfg.eval_each_epoch or epoch == cfg.epochs - 1:
-            metrics = evaluate(prm, val_rows, val_pairs, cfg.eval_batch_size)
+            metrics = evaluate(prm, val_rows, val_pairs, cfg.eval_batch_size, acc)
             epoch_metrics |= {k: v for k, v in metrics.items() if k != "prm/reliability"}
         history.append(epoch_metrics)
-        log.info("prm: %s", json.dumps(epoch_metrics))
-        _save_checkpoint(out, prm, opt, sched, {"epoch": epoch + 1, "history": history, "config": asdict(cfg)})
+        if acc.is_main_process:
+            log.info("prm: %s", json.dumps({k: v for k, v in epoch_metrics.items() if k != "prm/step_losses"}))
+            _save_checkpoint(out, prm, opt, sched, {"epoch": epoch + 1, "history": history, "config": asdict(cfg)})
+        acc.wait_for_everyone()
     if not metrics:  # resumed a finished run: evaluate what was loaded
-        metrics = evaluate(prm, val_rows, val_pairs, cfg.eval_batch_size)
-    return _finish(cfg, prm, metrics | data_stats, history, start)
+        metrics = evaluate(prm, val_rows, val_pairs, cfg.eval_batch_size, acc)
+    summary = _finish(cfg, prm, metrics | data_stats, history, start, write=acc.is_main_process)
+    acc.wait_for_everyone()
+    return summary
 
 
-def _finish(cfg: PRMConfig, prm: PRM, metrics: dict, history: list[dict], start: int) -> dict[str, Any]:
-    """Final model, calibration plot and summary.json (the last validation metrics at top level)."""
+def _finish(cfg: PRMConfig, prm: PRM, metrics: dict, history: list[dict], start: int,
+            write: bool = True) -> dict[str, Any]:
+    """Final model, calibration plot and summary.json (the last validation metrics at top level);
+    `write` is False in the processes other than the main one, which only return the summary."""
     out = Path(cfg.out)
+    summary = {**metrics, "prm/train_loss": history[-1]["prm/train_loss"] if history else None,
+               "prm/resumed_from_epoch": start, "history": history, "config": asdict(cfg), "versions": _versions()}
+    if not write:
+        return summary
     prm.save(out / "model")
     if metrics.get("prm/reliability"):
         plot_calibration(metrics["prm/reliability"], out / "calibration.png",
                          f"PRM ({cfg.loss}) on {metrics['prm/val_rows']} val rows")
     else:
         log.warning("prm: no validation rows under %s; no metrics or calibration plot", cfg.data)
-    summary = {**metrics, "prm/train_loss": history[-1]["prm/train_loss"] if history else None,
-               "prm/resumed_from_epoch": start, "history": history, "config": asdict(cfg), "versions": _versions()}
     write_json(out / "summary.json", summary)
     return summary

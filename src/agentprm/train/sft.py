@@ -20,6 +20,9 @@ continues with the taken action: it becomes an example of its own.
 Training is HF `Trainer`: checkpoints every `save_steps` under out/checkpoints, and a rerun with the
 same `out` resumes from the newest complete one, so an interrupted run just gets started again.
 The validation split is by game, so val loss measures new games, not new turns of seen games.
+Under `accelerate launch`/`torchrun` the Trainer runs data parallel (DDP): `batch_size` is then per
+process, so the global batch is batch_size × grad_accum × processes; the main process alone writes
+model/ and summary.json and draws the progress bar.
 """
 
 from __future__ import annotations
@@ -49,9 +52,10 @@ from agentprm.atomic import save_model, write_json
 from agentprm.bounds import Count, Fraction, NonNegative, NonNegInt, Positive
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
-from agentprm.models import load_causal_lm, load_tokenizer
+from agentprm.models import load_causal_lm, load_tokenizer, pick_device
 from agentprm.progress import progress_bar
 from agentprm.prompts import build_messages, format_answer, prompt_style
+from agentprm.train.parallel import device_for
 from agentprm.trajectory import Episode, load_episodes
 
 __all__ = [
@@ -314,8 +318,12 @@ def _weights_readable(folder: Path) -> bool:
 
 
 def _load_model(cfg: SFTConfig) -> Any:
+    from accelerate import PartialState
+
     set_seed(cfg.seed)
-    model = load_causal_lm(cfg.model, cfg.device, cfg.dtype or "fp32")
+    # each process straight onto its own GPU, rather than all onto the first before Trainer moves them
+    state = PartialState(cpu=pick_device(cfg.device).type == "cpu")
+    model = load_causal_lm(cfg.model, device_for(state, cfg.device), cfg.dtype or "fp32")
     model.config.use_cache = False  # no KV cache while training
     if not cfg.lora:
         return model
@@ -369,6 +377,8 @@ class TrainerProgress(TrainerCallback):
         self.task: Any = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if not state.is_world_process_zero:  # one bar for a data-parallel run, not one per process
+            return
         self.bar = progress_bar(console=self.console)
         self.bar.start()
         self.task = self.bar.add_task(self.name, total=state.max_steps, completed=state.global_step)
@@ -456,11 +466,26 @@ class AnswerOnlyTrainer(Trainer):
             return
         super()._issue_warnings_after_load(load_result)
 
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """Length grouping by the *global* batch: HF groups by the per-process batch, so the example
+        order, and with it the loss curve, would change with the number of processes."""
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            args = self.args
+            sampler.batch_size = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+        return sampler
+
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
         weight = self.observation_weight if model.training else 0.0
         loss, out = answer_only_loss(model, inputs, num_items_in_batch, weight)
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # num_items_in_batch counts every process's answer tokens, and DDP averages the gradients
+            # over the processes: scale back up, as Trainer.compute_loss does (overridden here)
+            loss = loss * self.accelerator.num_processes
         return (loss, out) if return_outputs else loss
 
 
@@ -505,7 +530,9 @@ def train_sft(cfg: SFTConfig) -> dict[str, Any]:
         trainer.evaluate()
     final = trainer.model.merge_and_unload() if cfg.lora else trainer.model
     final.config.use_cache = True
-    save_model(final, tokenizer, out / "model")
+    main = trainer.is_world_process_zero()
+    if main:
+        save_model(final, tokenizer, out / "model")
     tokens = trainer.state.num_input_tokens_seen - stats.tokens0
     metrics = {
         **{f"sft/{k}": v for k, v in counts.items()},
@@ -518,6 +545,9 @@ def train_sft(cfg: SFTConfig) -> dict[str, Any]:
         "sft/tokens_per_s": tokens / wall if wall > 0 else 0.0,
         "sft/wall_s": wall,
     }
-    summary = {"metrics": metrics, "config": asdict(cfg), "model": str(out / "model")}
-    write_json(out / "summary.json", summary)
+    curve = [[h["step"], h["loss"]] for h in trainer.state.log_history if "loss" in h]  # [step, train loss]
+    summary = {"metrics": metrics, "train_losses": curve, "config": asdict(cfg), "model": str(out / "model")}
+    if main:
+        write_json(out / "summary.json", summary)
+    trainer.accelerator.wait_for_everyone()  # model/ is complete before any process returns
     return metrics
