@@ -24,4 +24,5 @@ def progress_bar(disable: bool = False, console: Console | None = None) -> Progr
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), disable=disable, console=console, transient=False,
+        speed_estimate_period=900,  # a policy step can take a minute: rich's 30 s window then has no rate
     )
