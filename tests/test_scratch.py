@@ -121,8 +121,8 @@ def test_packed_prm_examples_score_every_turn_as_one_row_each(scratch: str, corp
     assert sum(len(labels) for _, labels in packed) == len(single) == len(rows) == 5  # 6 identical demos: 5 rows
     assert len(packed) == 1
     with torch.no_grad():
-        assert _batch_loss(prm, packed, "soft-bce")[0].item() == pytest.approx(
-            _batch_loss(prm, single, "soft-bce")[0].item(), rel=1e-4)
+        assert _batch_loss(prm, prm, packed, "soft-bce")[0].item() == pytest.approx(
+            _batch_loss(prm, prm, single, "soft-bce")[0].item(), rel=1e-4)
 
 
 def test_scratch_policy_acts_in_every_mode(scratch: str) -> None:
