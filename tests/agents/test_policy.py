@@ -22,19 +22,6 @@ from agentprm.prompts import Turn, TurnContext, format_answer
 ACTIONS = ["look", "go to desk 1", "go to desk 10", "take mug 1 from desk 1", "open drawer 2"]
 
 
-@pytest.fixture(scope="module")
-def model_tok(tiny_model: str) -> tuple[object, object]:
-    """The tiny model with larger seeded weights: the stock random init greedily repeats one token
-    for every prompt, which would make "batched == unbatched" pass trivially."""
-    model, tok = resolve_model(tiny_model, device="cpu")
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) * (1.0 if "embed" in name else 0.2))
-    return model, tok
-
-
 def contexts() -> list[TurnContext]:
     """Three contexts of clearly different prompt lengths (left padding gets exercised)."""
     return [

@@ -10,7 +10,6 @@ import torch
 
 from agentprm.agents.policy import LMPolicy, PolicyConfig
 from agentprm.agents.seeding import RowSampler, row_seed, top_p_mask
-from agentprm.models import resolve_model
 from agentprm.prompts import Turn, TurnContext
 
 ACTIONS = ["look", "go to desk 1", "go to desk 10", "take mug 1 from desk 1", "open drawer 2"]
@@ -40,17 +39,6 @@ def test_row_seed_is_stable_and_keyed():
     assert row_seed(0, "g#0/0|3|0") == row_seed(0, "g#0/0|3|0")
     assert len({row_seed(0, "a"), row_seed(1, "a"), row_seed(0, "b")}) == 3
     assert 0 <= row_seed(7, "x") < 2**63
-
-
-@pytest.fixture(scope="module")
-def model_tok(tiny_model: str) -> tuple[object, object]:
-    model, tok = resolve_model(tiny_model, device="cpu")
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) * (1.0 if "embed" in name else 0.2))
-    return model, tok
 
 
 def ctx(k: int, key: str) -> TurnContext:

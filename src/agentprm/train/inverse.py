@@ -47,7 +47,7 @@ from agentprm.errors import ConfigError
 from agentprm.prompts import TurnContext
 from agentprm.targets import split_of
 from agentprm.train.losses import inverse_prm_loss
-from agentprm.train.prm import PRM, _autocast, _save_checkpoint, _versions
+from agentprm.train.prm import PRM, _autocast, _save_checkpoint, _versions, optimizer_and_scheduler
 from agentprm.trajectory import Episode, load_episodes
 
 log = logging.getLogger(__name__)
@@ -257,19 +257,6 @@ def _start(cfg: InversePRMConfig) -> tuple[PRM, dict | None]:
     return PRM.from_spec(cfg.model, cfg.device, cfg.dtype, cfg.history_window, cfg.max_length), None
 
 
-def _optimizer(prm: PRM, cfg: InversePRMConfig, total_steps: int, state: dict | None) -> tuple[Any, Any]:
-    from transformers import get_scheduler
-
-    opt = torch.optim.AdamW(prm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = get_scheduler(cfg.scheduler, opt, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
-                          num_training_steps=total_steps)
-    if state is not None:
-        ckpt = Path(cfg.out) / "checkpoint"
-        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=prm.device, weights_only=True))
-        sched.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
-    return opt, sched
-
-
 def _run_epoch(prm: PRM, cfg: InversePRMConfig, expert: list[Transition], learner: list[Transition],
                opt: Any, sched: Any, epoch: int, steps: int) -> dict[str, Any]:
     """One pass in a seeded order (the same order after a resume); returns epoch metrics."""
@@ -321,7 +308,7 @@ def train_inverse_prm(cfg: InversePRMConfig) -> dict[str, Any]:
     data = _load(cfg)
     expert, learner = data["train", "expert"], data["train", "learner"]
     steps = -(-max(len(expert), len(learner)) // cfg.batch_size)
-    opt, sched = _optimizer(prm, cfg, steps * cfg.epochs, state)
+    opt, sched = optimizer_and_scheduler(prm, cfg, steps * cfg.epochs, state)
     history: list[dict] = state["history"] if state else []
     start = state["epoch"] if state else 0
     log.info("inverse-prm: %d expert and %d learner transitions, %d steps/epoch", len(expert), len(learner), steps)

@@ -470,7 +470,10 @@ def _resume(cfg: PRMConfig, device: str | None) -> tuple[PRM, dict | None]:
     return PRM.load(ckpt / "model", device, cfg.dtype), state
 
 
-def _optimizer(prm: PRM, cfg: PRMConfig, total_steps: int, state: dict | None) -> tuple[Any, Any]:
+def optimizer_and_scheduler(prm: PRM, cfg: Any, total_steps: int, state: dict | None) -> tuple[Any, Any]:
+    """AdamW and the configured schedule for a PRM trainer (`cfg`: lr, weight_decay, scheduler,
+    warmup_ratio, out), restored from `out/checkpoint` when resuming (`state` given). Shared by the
+    soft-BCE/Bradley–Terry trainer here and the InversePRM trainer."""
     from transformers import get_scheduler
 
     opt = torch.optim.AdamW(prm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -566,7 +569,7 @@ def train_prm(cfg: PRMConfig) -> dict[str, Any]:
     examples = _examples(prm, cfg, train_rows, train_pairs)
     data_stats = _data_stats(examples, cfg.max_length, cfg.loss)
     steps_per_epoch = -(-len(examples) // cfg.batch_size)
-    opt, sched = _optimizer(prm, cfg, steps_per_epoch * cfg.epochs, state)
+    opt, sched = optimizer_and_scheduler(prm, cfg, steps_per_epoch * cfg.epochs, state)
     model, opt = acc.prepare(prm, opt)  # DDP wrapper (or prm itself); the schedule counts global steps
     history: list[dict] = state["history"] if state else []
     start = state["epoch"] if state else 0
