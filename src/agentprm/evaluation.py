@@ -49,13 +49,12 @@ def _counts(episodes: list[Episode]) -> dict[str, Any]:
 def summarize(episodes: list[Episode]) -> dict[str, Any]:
     """Namespaced metrics: overall and per task type success, #actions, non-admissible rate (each over
     the finished episodes), empty answers, how many failed, and how many needed more than one attempt."""
-    finished = [ep for ep in episodes if ep.failed is None]
     per_type = {TASK_SHORT[t]: _counts([ep for ep in episodes if ep.task_type == t])
                 for t in TASK_TYPES if any(ep.task_type == t for ep in episodes)}
     total = _counts(episodes)
     return {
         "eval/episodes": total["episodes"],
-        "eval/finished": len(finished),
+        "eval/finished": total["episodes"] - total["failed"],
         "eval/won": total["won"],
         "eval/success": total["success"],
         "eval/mean_actions": total["mean_actions"],
@@ -63,7 +62,7 @@ def summarize(episodes: list[Episode]) -> dict[str, Any]:
         "eval/empty_answers": total["empty_answers"],
         "eval/failed": total["failed"],
         "eval/retried": sum(ep.attempts > 1 for ep in episodes),
-        "eval/truncated": sum(ep.truncated for ep in finished),
+        "eval/truncated": sum(ep.truncated for ep in episodes if ep.failed is None),
         "per_task_type": per_type,
     }
 

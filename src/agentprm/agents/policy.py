@@ -369,8 +369,10 @@ class LMPolicy:
             for s in range(0, len(order), per_chunk):
                 idx = order[s : s + per_chunk]
                 tries = [_trie(allowed[i]) for i in idx] if allowed is not None else None
-                sampler = RowSampler.for_keys(self.config.seed, [f"{keys[i]}|{j}" for i in idx for j in range(n)],
-                                              self.device)
+                sampler = None  # greedy decoding draws nothing: no streams to seed
+                if self.config.temperature > 0:
+                    sampler = RowSampler.for_keys(self.config.seed, [f"{keys[i]}|{j}" for i in idx for j in range(n)],
+                                                  self.device)
                 if cached:
                     c = self.config
                     rows = cached_generate(self.model, self._store, [ids[i] for i in idx], n, c.max_new_tokens,
@@ -400,8 +402,7 @@ class LMPolicy:
             return_dict_in_generate=True,
             output_logits=True,  # raw logits → temperature-1 logprobs, whatever we sample with
         )
-        if c.temperature > 0:
-            sampler = sampler or RowSampler(range(c.batch_size), self.device)
+        if sampler is not None:  # given exactly when sampling (temperature > 0)
             from transformers import LogitsProcessorList
 
             kw["logits_processor"] = LogitsProcessorList([SeededSampling(sampler, c.temperature, c.top_p)])

@@ -60,15 +60,20 @@ def parse_set_value(raw: str) -> Any:
         return raw.strip()
 
 
+def _nearest(key: str, valid: list[str]) -> str:
+    """The valid keys closest to a mistyped one, as "a or b" ("" when none is close)."""
+    import difflib
+
+    return " or ".join(difflib.get_close_matches(key, valid, n=3, cutoff=0.5))
+
+
 def validation_line(err: dict[str, Any], valid_keys: list[str] | None = None) -> str:
     """One pydantic error as `field = value: what is wrong` (plus the nearest valid keys for an
     unknown one), so a user sees the field, the value and the allowed range in one line."""
-    import difflib
 
     where = ".".join(str(x) for x in err["loc"])
-    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        near = difflib.get_close_matches(where, valid_keys or [], n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    if err["type"] == "extra_forbidden":
+        hint = f"; did you mean {nearest}?" if (nearest := _nearest(where, valid_keys or [])) else ""
         return f"unknown key {where!r}{hint}"
     value = err.get("input")
     shown = repr(value) if not isinstance(value, dict | list) or len(repr(value)) < 60 else type(value).__name__
@@ -82,7 +87,6 @@ def build_config(cls: type, values: dict[str, Any], overrides: list[str] | None 
     `drop_none`: a None value means "not given" (CLI options); the run loop passes False, since its
     None values are settings (e.g. the whole history)."""
     import dataclasses
-    import difflib
 
     from pydantic import TypeAdapter, ValidationError
 
@@ -93,14 +97,13 @@ def build_config(cls: type, values: dict[str, Any], overrides: list[str] | None 
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or key not in fields:
-            near = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
-            hint = f"did you mean {' or '.join(near)}? " if near and sep else ""
+            hint = f"did you mean {nearest}? " if sep and (nearest := _nearest(key, fields)) else ""
             raise ConfigError(f"--set {item!r}: expected FIELD=VALUE; {hint}fields: {', '.join(fields)}")
         merged[key] = parse_set_value(raw)
     unknown = sorted(set(merged) - set(fields))
     if unknown:  # a dataclass would silently ignore them (a typo in a run config's `extra` section)
-        near = difflib.get_close_matches(unknown[0], fields, n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(near)}?" if near else f"; fields: {', '.join(fields)}"
+        nearest = _nearest(unknown[0], fields)
+        hint = f"; did you mean {nearest}?" if nearest else f"; fields: {', '.join(fields)}"
         raise ConfigError(f"{cls.__name__}: unknown field {unknown[0]!r}{hint}")
     try:
         return TypeAdapter(cls).validate_python(merged)
