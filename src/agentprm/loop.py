@@ -49,7 +49,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentprm.atomic import write_json, write_text
-from agentprm.bounds import Count, Discount, Fraction, NonNegative, NonNegInt, Positive, Probability
+from agentprm.bounds import (
+    PAIR_DELTA,
+    Count,
+    Discount,
+    Fraction,
+    NonNegative,
+    NonNegInt,
+    Positive,
+    Probability,
+)
 from agentprm.envs.games import SPLITS, TASK_TYPES
 from agentprm.errors import ConfigError, WorkerError
 
@@ -132,7 +141,8 @@ class RolloutSection(_Section):
 class TargetsSection(_Section):
     gamma: Discount = Field(0.95, description="discount in Eq. 1")
     val_fraction: Fraction = Field(0.1, description="share of games held out for PRM validation")
-    delta: Probability = Field(0.2, description="min Q̂ gap for Bradley–Terry pairs")
+    delta: Probability = Field(PAIR_DELTA, description="min Q̂ gap between two actions at one state for a "
+                               "Bradley–Terry pair (0.03: the paper's released config)")
     all_iterations: bool = Field(False, description="merge rollouts of all iterations so far")
 
 

@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agentprm.atomic import write_json
-from agentprm.bounds import Discount, Fraction, NonNegInt, Probability
+from agentprm.bounds import PAIR_DELTA, Discount, Fraction, NonNegInt, Probability
 from agentprm.contexts import contexts_from_episode, history_from_json, history_to_json
 from agentprm.errors import ConfigError
 from agentprm.prompts import TurnContext
@@ -92,8 +92,9 @@ class TargetsConfig:
     """Discount of Eq. 1: the action t turns before the end gets γ^(T−1−t) of the outcome."""
     val_fraction: Fraction = 0.1
     """Expected share of *games* held out for validation (split by a hash of game_id)."""
-    delta: Probability = 0.2
-    """Minimum Q̂ gap between two actions at the same state for a Bradley–Terry pair."""
+    delta: Probability = PAIR_DELTA
+    """Minimum Q̂ gap between two actions at the same state for a Bradley–Terry pair (default 0.03,
+    the paper's released config; see `bounds.PAIR_DELTA`)."""
     history_window: NonNegInt | None = None
     """Turns of history stored per row (None: all). Keys always use the full history."""
     seed: int = 0

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from agentprm.bounds import PAIR_DELTA
 from agentprm.cli.common import build_config, console, main_process
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="FIELD=VALUE for any other config field")]
@@ -62,7 +63,8 @@ def targets(
     rollouts: Annotated[list[Path], typer.Option("--rollouts", help="trajectory files/folders (repeatable)")],
     out: OutOpt = Path("runs/targets"),
     gamma: Annotated[float, typer.Option("--gamma", help="discount of Eq. 1")] = 0.95,
-    delta: Annotated[float, typer.Option("--delta", help="min Q̂ gap for preference pairs")] = 0.2,
+    delta: Annotated[float, typer.Option("--delta", help="min Q̂ gap between two actions at one state for a "
+                                         "Bradley–Terry pair (the paper's 0.03)")] = PAIR_DELTA,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="share of games for validation")] = 0.1,
     overrides: SetOpt = None,
 ) -> None:
