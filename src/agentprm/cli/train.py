@@ -82,6 +82,8 @@ def train_prm(
     model: Annotated[str, typer.Option("--model", help="backbone spec")] = "smollm2",
     out: OutOpt = Path("runs/prm"),
     loss: Annotated[str, typer.Option("--loss", help="soft-bce or bradley-terry")] = "soft-bce",
+    reads: Annotated[str | None, typer.Option(
+        "--reads", help="what the PRM scores: answer (reason + action, the paper's; the default) or action")] = None,
     epochs: Annotated[float | None, typer.Option("--epochs")] = None,
     lr: Annotated[float | None, typer.Option("--lr")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
@@ -91,7 +93,7 @@ def train_prm(
     from agentprm.train.prm import PRMConfig, train_prm
 
     cfg = build_config(PRMConfig, {"data": str(data), "model": model, "out": str(out), "loss": loss,
-                                   "epochs": epochs, "lr": lr, "batch_size": batch_size}, overrides)
+                                   "reads": reads, "epochs": epochs, "lr": lr, "batch_size": batch_size}, overrides)
     summary = train_prm(cfg)
     if main_process():
         console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
