@@ -129,3 +129,10 @@ def test_stage_seconds_add_up_over_a_killed_attempt(tmp_path):
     assert state["done"] == ["a", "b"] and state["attempts"] == {"a": 1, "b": 2}
     assert 2.0 <= state["seconds"]["b"] < 10  # ≥1.5 s killed + 0.5 s finishing
     assert "running" not in state and not state.get("partial")
+
+
+def test_train_prm_reads_is_an_option_and_a_set_field(tmp_path):
+    # both spellings reach PRMConfig.reads and are validated there (before any model is loaded)
+    for args in (["--reads", "reason"], ["--set", "reads=reason"]):
+        line = one_line(agentprm("train-prm", "--data", str(tmp_path), *args))
+        assert "reads" in line and "reason" in line, line

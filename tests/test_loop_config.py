@@ -162,3 +162,23 @@ def test_inverse_prm_method_builds_its_stages_and_configs():
         load_config(CONFIGS / "smoke-tiny.yaml", ["method=inverse"])
     run().check()
     assert "method: \"agentprm\"" in describe_config() and "warm_start: false" in describe_config()
+
+
+def test_prm_reads_and_pair_delta_reach_the_stage_configs():
+    import inspect
+
+    from agentprm.bounds import PAIR_DELTA
+    from agentprm.cli.train import targets as targets_cli
+    from agentprm.loop import Run
+    from agentprm.targets import TargetsConfig
+
+    run = Run(load_config(CONFIGS / "smoke-tiny.yaml"), show=False)
+    assert run.prm_config(1).reads == "answer"  # the paper's: the PRM reads reason + action
+    for override in ("prm.reads=action", "prm.extra={reads: action}"):
+        assert Run(load_config(CONFIGS / "smoke-tiny.yaml", [override]), show=False).prm_config(1).reads == "action"
+    with pytest.raises(ConfigError, match="reads"):
+        load_config(CONFIGS / "smoke-tiny.yaml", ["prm.reads=reason"])
+    # one δ for Bradley–Terry pairs everywhere: the paper's 0.03
+    assert PAIR_DELTA == 0.03
+    assert run.targets_config(1).delta == TargetsConfig(rollouts=["r"], out="o").delta == PAIR_DELTA
+    assert inspect.signature(targets_cli).parameters["delta"].default == PAIR_DELTA

@@ -65,3 +65,21 @@ def test_train_loop_runs_and_resumes_after_kill(alfworld_root, tiny_model, tmp_p
     assert (run / "success_by_agent.png").is_file() and "![success_by_agent.png](success_by_agent.png)" in report
     rollouts = (run / "iter1" / "rollouts" / "trajectories.jsonl").read_text().splitlines()
     assert len(rollouts) == 6 and len({json.loads(x)["episode_id"] for x in rollouts}) == 6
+
+
+def test_train_loop_with_bradley_terry_reports_its_pairs(alfworld_root, tiny_model, tmp_path):
+    # the real entry point, the smoke config, only the loss changed: every stage must run. The tiny
+    # random policy never wins a smoke rollout, so every Q̂ is 0 and there is no pair: the PRM stage
+    # must say so (and leave the PRM untrained) rather than stop the run
+    run = tmp_path / "run"
+    out = subprocess.run(["agentprm", "train", "--config", str(CONFIG), "--set", f"run_dir={run}",
+                          "--set", "prm.loss=bradley-terry"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout + out.stderr
+    done = json.loads((run / "state.json").read_text())["done"]
+    assert {"iter1/targets", "iter1/prm", "iter1/policy", "eval/pi1", "eval/pi1_bon2", "report"} <= set(done)
+    targets = json.loads((run / "iter1" / "targets" / "summary.json").read_text())
+    prm = json.loads((run / "iter1" / "prm" / "summary.json").read_text())
+    assert prm["config"]["loss"] == "bradley-terry" and targets["config"]["delta"] == 0.03
+    assert prm["prm/data/train_pairs"] == targets["targets/train/pairs"]
+    assert prm["prm/data/val_pairs"] == targets["targets/val/pairs"]
+    assert prm["prm/data/train_examples"] == prm["prm/data/train_pairs"]  # one example per pair

@@ -20,6 +20,7 @@ Val game: ep6 won T=2 → 0.5, 1; ep7 failed (worker crash) is skipped.         
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from agentprm.targets import (
     build_targets,
     pair_key,
     read_rows,
+    representative_reason,
     row_to_context,
     split_of,
     state_key,
@@ -174,3 +176,35 @@ def test_outputs_load_with_datasets(rollouts: Path, tmp_path: Path) -> None:
 def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="gamma"):
         build_targets(TargetsConfig(rollouts=["x"], out=str(tmp_path), gamma=1.5))
+
+
+def test_representative_reason_hand_values() -> None:
+    assert representative_reason(Counter({"b": 2, "a": 1, None: 1})) == "b"  # the most frequent
+    assert representative_reason(Counter({"b": 1, "a": 1})) == "a"  # a tie: the smallest text
+    assert representative_reason(Counter({"a": 1, None: 1})) is None  # no reason before any reason
+    assert representative_reason(Counter({None: 3})) is None
+    assert representative_reason(Counter()) is None
+
+
+def test_rows_stay_keyed_on_the_action_and_carry_a_reason(rollouts: Path, tmp_path: Path) -> None:
+    # every visit has its own reason ("ep1 reason 0", ...): still one row per (state, action), 11 train rows
+    summary = build(rollouts, tmp_path / "out")
+    assert summary["targets/train/rows"] == 11
+    rows = read_rows(tmp_path / "out" / "train.parquet")
+    (fridge,) = [r for r in rows if r["key"] == pair_key(contexts_from_episode(EP1)[0], FRIDGE)]
+    assert (fridge["visits"], fridge["reason"]) == (3, "ep1 reason 0")  # ep1, ep2, ep4 tie: the smallest
+    pairs = read_rows(tmp_path / "out" / "pairs_train.parquet")
+    (s0,) = [p for p in pairs if p["rejected"] == DRAWER]
+    assert (s0["reason_chosen"], s0["reason_rejected"]) == ("ep1 reason 0", "ep3 reason 0")
+    # another file order, the same reasons
+    d = tmp_path / "reversed"
+    write(d / "a.jsonl", [EP5, EP4, EP3, EP2, EP1, EP6])
+    build(d, tmp_path / "out2")
+    assert read_rows(tmp_path / "out2" / "train.parquet") == rows
+    # trajectories without reasons (constrained/score policies, experts): reason None
+    bare = [ep.model_copy(deep=True) for ep in (EP1, EP3)]
+    for ep in bare:
+        for step in ep.steps:
+            step.reason = None
+    build(write(tmp_path / "bare.jsonl", bare), tmp_path / "out3")
+    assert {r["reason"] for r in read_rows(tmp_path / "out3" / "train.parquet")} == {None}

@@ -27,3 +27,11 @@ Probability = Annotated[float, Ge(0), Le(1)]
 """A share in [0, 1] (reset fraction, Q-gaps)."""
 Discount = Annotated[float, Gt(0), Le(1)]
 """A discount factor γ in (0, 1]."""
+
+# Defaults shared by a stage config and the run config (and the CLI): one value, here because this
+# module is what all of them import without pulling in torch.
+
+PAIR_DELTA = 0.03
+"""Default δ, the minimum Q̂ gap between two actions at one state for a Bradley–Terry pair: the paper's
+released config. Small on purpose: Q̂ of a pair visited a few times moves in steps of γ^k/visits, and a
+large δ throws most same-state preferences away."""

@@ -49,7 +49,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentprm.atomic import write_json, write_text
-from agentprm.bounds import Count, Discount, Fraction, NonNegative, NonNegInt, Positive, Probability
+from agentprm.bounds import (
+    PAIR_DELTA,
+    Count,
+    Discount,
+    Fraction,
+    NonNegative,
+    NonNegInt,
+    Positive,
+    Probability,
+)
 from agentprm.envs.games import SPLITS, TASK_TYPES
 from agentprm.errors import ConfigError, WorkerError
 
@@ -132,7 +141,8 @@ class RolloutSection(_Section):
 class TargetsSection(_Section):
     gamma: Discount = Field(0.95, description="discount in Eq. 1")
     val_fraction: Fraction = Field(0.1, description="share of games held out for PRM validation")
-    delta: Probability = Field(0.2, description="min Q̂ gap for Bradley–Terry pairs")
+    delta: Probability = Field(PAIR_DELTA, description="min Q̂ gap between two actions at one state for a "
+                               "Bradley–Terry pair (0.03: the paper's released config)")
     all_iterations: bool = Field(False, description="merge rollouts of all iterations so far")
 
 
@@ -141,6 +151,9 @@ class PRMSection(_Section):
                               "it judges) or None (the run's base model)")
     loss: Literal["soft-bce", "bradley-terry"] = Field(
         "soft-bce", description="soft-bce (Eq. 4) or bradley-terry (relative)")
+    reads: Literal["answer", "action"] = Field(
+        "answer", description="what the PRM scores after the prompt: answer (the paper's: the policy's reason + "
+        "action; `ACTION: a` alone where the policy gave no reason, e.g. acting.mode score/constrained) or action")
     epochs: Positive = Field(1.0, description="passes over the targets")
     lr: Positive = Field(2e-5, description="learning rate")
     batch_size: Count = Field(8, description="examples per step")
@@ -618,7 +631,7 @@ class Run:
         p = self.cfg.prm
         model = self.policy_dir(i - 1) if p.model == "policy" else p.model or self.base_model
         values = {"data": str(self.dir / f"iter{i}" / "targets"), "model": model,
-                  "out": str(self.prm_dir(i)), "loss": p.loss, "epochs": p.epochs, "lr": p.lr,
+                  "out": str(self.prm_dir(i)), "loss": p.loss, "reads": p.reads, "epochs": p.epochs, "lr": p.lr,
                   "batch_size": p.batch_size, "history_window": self.cfg.policy_args.history_window,
                   "seed": self.cfg.seed, "device": self.cfg.device or "auto", "progress": self.show, **p.extra}
         return build_config(PRMConfig, values, drop_none=False)

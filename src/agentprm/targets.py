@@ -15,6 +15,15 @@ observation, admissible actions); a state–action pair adds the action. The fre
 part of the key: two answers with the same command are the same action. Visits merge across files
 and runs, and `visits` counts them, so Q̂ of a pair seen once is a single 0/γ^k sample.
 
+Reasons: a policy that generates answers (`REASON: ... ACTION: ...`) writes a new reason on almost
+every visit, so keying on the answer would leave one visit per row and Q̂ a single 0/γ^k sample; the
+outcome depends on the command the environment got, not on the words before it. Rows stay keyed on
+the action, whatever the PRM reads, and carry one `reason` for a PRM that reads the whole answer
+(`PRMConfig.reads = "answer"`, the paper's): the most frequent reason among the visits (ties: the
+smallest text, no reason first), None when no visit had one (constrained/score policies, experts,
+trajectories that recorded none). With `reason` None, the PRM's answer text is exactly `ACTION: a`,
+as for a PRM that reads only the action. Pairs carry `reason_chosen`/`reason_rejected` alike.
+
 Train/val are split BY GAME (a salted hash of game_id, stable when games are added), so no game is
 in both. Rows are aggregated per (split, key): a text-identical state reached in a train game and in
 a val game (rare) yields one row in each split. `history_window` only shortens the history stored in
@@ -33,6 +42,7 @@ import hashlib
 import itertools
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,12 +53,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agentprm.atomic import write_json
-from agentprm.bounds import Discount, Fraction, NonNegInt, Probability
+from agentprm.bounds import PAIR_DELTA, Discount, Fraction, NonNegInt, Probability
 from agentprm.contexts import contexts_from_episode, history_from_json, history_to_json
 from agentprm.errors import ConfigError
 from agentprm.prompts import TurnContext
 from agentprm.train.losses import discounted_return
-from agentprm.trajectory import Episode, load_episodes, trajectory_files
+from agentprm.trajectory import Episode, Step, load_episodes, trajectory_files
 
 SPLITS = ("train", "val")
 
@@ -65,7 +75,8 @@ _STATE_COLUMNS = [
 
 ROW_SCHEMA = pa.schema(
     [("key", pa.string()), ("state_key", pa.string()), *_STATE_COLUMNS,
-     ("action", pa.string()), ("q", pa.float64()), ("visits", pa.int64()), ("t", pa.int64())]
+     ("action", pa.string()), ("reason", pa.string()), ("q", pa.float64()), ("visits", pa.int64()),
+     ("t", pa.int64())]
 )
 
 EPISODE_SCHEMA = pa.schema(
@@ -75,7 +86,8 @@ EPISODE_SCHEMA = pa.schema(
 
 PAIR_SCHEMA = pa.schema(
     [("state_key", pa.string()), *_STATE_COLUMNS,
-     ("chosen", pa.string()), ("rejected", pa.string()), ("q_chosen", pa.float64()), ("q_rejected", pa.float64()),
+     ("chosen", pa.string()), ("rejected", pa.string()), ("reason_chosen", pa.string()),
+     ("reason_rejected", pa.string()), ("q_chosen", pa.float64()), ("q_rejected", pa.float64()),
      ("visits_chosen", pa.int64()), ("visits_rejected", pa.int64())]
 )
 
@@ -92,8 +104,9 @@ class TargetsConfig:
     """Discount of Eq. 1: the action t turns before the end gets γ^(T−1−t) of the outcome."""
     val_fraction: Fraction = 0.1
     """Expected share of *games* held out for validation (split by a hash of game_id)."""
-    delta: Probability = 0.2
-    """Minimum Q̂ gap between two actions at the same state for a Bradley–Terry pair."""
+    delta: Probability = PAIR_DELTA
+    """Minimum Q̂ gap between two actions at the same state for a Bradley–Terry pair (default 0.03,
+    the paper's released config; see `bounds.PAIR_DELTA`)."""
     history_window: NonNegInt | None = None
     """Turns of history stored per row (None: all). Keys always use the full history."""
     seed: int = 0
@@ -153,13 +166,22 @@ class _Visits:
     t: int
     returns: list[float] = field(default_factory=list)
     games: set[str] = field(default_factory=set)
+    reasons: Counter[str | None] = field(default_factory=Counter)
 
 
-def _episode_visits(ep: Episode, gamma: float) -> Iterable[tuple[TurnContext, str, int, float]]:
-    """(context, action, turn, discounted return) of every step of one finished episode."""
+def representative_reason(reasons: Counter[str | None]) -> str | None:
+    """The reason a row carries: the most frequent one among its visits; ties go to the smallest
+    text, no reason (None) before any, so the choice does not depend on the order files are read."""
+    if not reasons:
+        return None
+    return min(reasons, key=lambda r: (-reasons[r], r is not None, r or ""))
+
+
+def _episode_visits(ep: Episode, gamma: float) -> Iterable[tuple[TurnContext, Step, int, float]]:
+    """(context, step, turn, discounted return) of every step of one finished episode."""
     T, R = len(ep.steps), 1.0 if ep.won else 0.0
     for t, (ctx, step) in enumerate(zip(contexts_from_episode(ep), ep.steps, strict=True)):
-        yield ctx, step.action, t, discounted_return(T, t, R, gamma)
+        yield ctx, step, t, discounted_return(T, t, R, gamma)
 
 
 def aggregate(
@@ -173,12 +195,13 @@ def aggregate(
             continue
         split = split_of(ep.game_id, cfg.val_fraction, cfg.seed)
         keys = []
-        for ctx, action, t, ret in _episode_visits(ep, cfg.gamma):
-            k = (split, pair_key(ctx, action))
+        for ctx, step, t, ret in _episode_visits(ep, cfg.gamma):
+            k = (split, pair_key(ctx, step.action))
             if k not in table:
-                table[k] = _Visits(ctx=ctx, action=action, task_type=ep.task_type, t=t)
+                table[k] = _Visits(ctx=ctx, action=step.action, task_type=ep.task_type, t=t)
             table[k].returns.append(ret)
             table[k].games.add(ep.game_id)
+            table[k].reasons[step.reason or None] += 1
             keys.append(k[1])
         if chains is not None:
             chains.append({"episode_id": ep.episode_id, "game_id": ep.game_id, "split": split, "keys": keys})
@@ -200,6 +223,7 @@ def _row(split: str, key: str, v: _Visits, history_window: int | None) -> dict[s
         "observation": v.ctx.observation,
         "admissible_actions": list(v.ctx.admissible_actions),
         "action": v.action,
+        "reason": representative_reason(v.reasons),
         "q": float(np.mean(v.returns)),
         "visits": len(v.returns),
         "t": v.t,
@@ -229,6 +253,8 @@ def _pair(hi: Mapping[str, Any], lo: Mapping[str, Any]) -> dict[str, Any]:
         "admissible_actions": list(hi["admissible_actions"]),
         "chosen": hi["action"],
         "rejected": lo["action"],
+        "reason_chosen": hi.get("reason"),
+        "reason_rejected": lo.get("reason"),
         "q_chosen": hi["q"],
         "q_rejected": lo["q"],
         "visits_chosen": hi["visits"],

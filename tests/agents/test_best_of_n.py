@@ -1,10 +1,14 @@
-"""Best-of-N picks the PRM's argmax among distinct sampled actions."""
+"""Best-of-N picks the PRM's argmax among distinct sampled answers (as the PRM reads them)."""
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from agentprm.agents.base import AgentOutput
 from agentprm.agents.best_of_n import BestOfNAgent
-from agentprm.prompts import TurnContext
+from agentprm.prompts import TurnContext, format_answer
+from agentprm.train.prm import PRM
 
 
 class FixedSampler:
@@ -19,10 +23,15 @@ class FixedSampler:
 
 
 class TableScorer:
+    """Reads the action alone (a PRM with reads="action")."""
+
     def __init__(self, table: dict[str, float]):
         self.table, self.calls = table, []
 
-    def score(self, contexts, actions, batch_size=16):
+    def answer(self, action, reason=None):
+        return format_answer(action)
+
+    def score(self, contexts, actions, batch_size=16, reasons=None):
         self.calls.append(list(actions))
         return [self.table[a] for a in actions]
 
@@ -42,3 +51,44 @@ def test_best_of_n_takes_the_prm_argmax_and_scores_duplicates_once():
 def test_ties_go_to_the_first_sample():
     agent = BestOfNAgent(FixedSampler([["b", "a", "b", "b"]]), TableScorer({"a": 0.7, "b": 0.7}), n=4)
     assert agent.act([TurnContext("t", "o", ["a", "b"])])[0].action == "b"
+
+
+REASONED = (AgentOutput("look", "REASON: check the room\nACTION: look", "check the room"),
+            AgentOutput("go to fridge 1", "REASON: mugs go in fridges\nACTION: go to fridge 1", "mugs go in fridges"),
+            AgentOutput("look", "REASON: nothing else to do\nACTION: look", "nothing else to do"),
+            AgentOutput("look", "ACTION: look"))
+"""Two reasons for "look", one bare "look", one other action."""
+
+
+class ReasonedSampler:
+    policy_id = "reasoned"
+
+    def sample(self, contexts, n):
+        return [list(REASONED) for _ in contexts]
+
+
+@pytest.mark.parametrize("reads", ["answer", "action"])
+def test_best_of_n_scores_what_the_prm_reads(model_tok, reads, monkeypatch):
+    model, tok = model_tok
+    prm = PRM(model, tok, history_window=2, max_length=512, reads=reads)
+    with torch.no_grad():
+        torch.nn.init.normal_(prm.head.weight, generator=torch.Generator().manual_seed(0), std=0.5)
+    read: list[str] = []
+    token_ids = prm.token_ids
+    monkeypatch.setattr(prm, "token_ids", lambda texts: read.extend(texts) or token_ids(texts))
+    ctx = TurnContext("put a mug in fridge", "You see a mug.", ["go to fridge 1", "look"])
+    agent = BestOfNAgent(ReasonedSampler(), prm, n=4)
+    picked = agent.act([ctx])[0]
+    if reads == "answer":  # every distinct answer is scored on its whole text
+        cands = REASONED
+        answers = [format_answer(o.action, o.reason) for o in cands]
+        assert answers[0] == "REASON: check the room\nACTION: look" and answers[3] == "ACTION: look"
+    else:  # one candidate per action, read as `ACTION: a`
+        cands = REASONED[:2]
+        answers = ["ACTION: look", "ACTION: go to fridge 1"]
+    assert [a for a in read if not a.startswith("<")] == answers  # the prompts start with the chat template
+    with torch.no_grad():  # the scores are those of the plain forward pass on prompt + answer text
+        prompt = prm.prompts([ctx])[0]
+        z = prm(*prm.collate(prm.token_ids([prompt + a for a in answers])))
+    assert agent.last_scores[0] == pytest.approx(torch.sigmoid(z).tolist(), abs=1e-4)
+    assert picked is cands[max(range(len(cands)), key=lambda i: (agent.last_scores[0][i], -i))]

@@ -1,11 +1,14 @@
-"""Best-of-N at test time: sample N answers per turn, the PRM scores each distinct action, act on the best.
+"""Best-of-N at test time: sample N answers per turn, the PRM scores each distinct answer, act on the best.
 
-Identical actions (after parsing) are scored once: with a small policy many of the N samples agree,
-and the PRM pass is the expensive part. Ties go to the first-sampled action.
+What counts as distinct is what the PRM reads (`PRM.answer`): the whole answer (reason + action) for a
+PRM that reads it, the action alone for one that reads only the action. Identical answers are scored
+once: with a small policy many of the N samples agree, and the PRM pass is the expensive part. Ties go
+to the first-sampled answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from agentprm.agents.base import AgentOutput
@@ -20,13 +23,19 @@ class Sampler(Protocol):
 
 
 class Scorer(Protocol):
-    def score(self, contexts: list[TurnContext], actions: list[str], batch_size: int = ...) -> list[float]: ...
+    def answer(self, action: str, reason: str | None = None) -> str:
+        """The answer text the scorer reads for (action, reason)."""
+        ...
+
+    def score(self, contexts: list[TurnContext], actions: list[str], batch_size: int = ...,
+              reasons: list[str | None] | None = ...) -> list[float]: ...
 
 
-def distinct_by_action(samples: list[AgentOutput]) -> list[AgentOutput]:
+def distinct(samples: list[AgentOutput], key: Callable[[AgentOutput], str]) -> list[AgentOutput]:
+    """The first sample of each `key`, in sampling order."""
     seen: dict[str, AgentOutput] = {}
     for s in samples:
-        seen.setdefault(s.action, s)
+        seen.setdefault(key(s), s)
     return list(seen.values())
 
 
@@ -42,10 +51,14 @@ class BestOfNAgent:
         return f"{self.policy.policy_id}+bon{self.n}"
 
     def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
-        candidates = [distinct_by_action(s) for s in self.policy.sample(contexts, self.n)]
+        def read(o: AgentOutput) -> str:
+            return self.prm.answer(o.action, o.reason)
+
+        candidates = [distinct(s, read) for s in self.policy.sample(contexts, self.n)]
         flat_ctx = [ctx for ctx, cands in zip(contexts, candidates, strict=True) for _ in cands]
-        flat_act = [c.action for cands in candidates for c in cands]
-        scores = self.prm.score(flat_ctx, flat_act, batch_size=self.prm_batch_size) if flat_act else []
+        flat = [c for cands in candidates for c in cands]
+        scores = self.prm.score(flat_ctx, [c.action for c in flat], batch_size=self.prm_batch_size,
+                                reasons=[c.reason for c in flat]) if flat else []
         picked, self.last_scores, i = [], [], 0
         for cands in candidates:
             mine = list(scores[i : i + len(cands)])
@@ -53,5 +66,3 @@ class BestOfNAgent:
             self.last_scores.append(mine)
             picked.append(cands[best_of_n_choice(mine)])
         return picked
-
-

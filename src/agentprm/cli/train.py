@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from agentprm.bounds import PAIR_DELTA
 from agentprm.cli.common import build_config, console, main_process
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="FIELD=VALUE for any other config field")]
@@ -62,7 +63,8 @@ def targets(
     rollouts: Annotated[list[Path], typer.Option("--rollouts", help="trajectory files/folders (repeatable)")],
     out: OutOpt = Path("runs/targets"),
     gamma: Annotated[float, typer.Option("--gamma", help="discount of Eq. 1")] = 0.95,
-    delta: Annotated[float, typer.Option("--delta", help="min Q̂ gap for preference pairs")] = 0.2,
+    delta: Annotated[float, typer.Option("--delta", help="min Q̂ gap between two actions at one state for a "
+                                         "Bradley–Terry pair (the paper's 0.03)")] = PAIR_DELTA,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="share of games for validation")] = 0.1,
     overrides: SetOpt = None,
 ) -> None:
@@ -80,6 +82,8 @@ def train_prm(
     model: Annotated[str, typer.Option("--model", help="backbone spec")] = "smollm2",
     out: OutOpt = Path("runs/prm"),
     loss: Annotated[str, typer.Option("--loss", help="soft-bce or bradley-terry")] = "soft-bce",
+    reads: Annotated[str | None, typer.Option(
+        "--reads", help="what the PRM scores: answer (reason + action, the paper's; the default) or action")] = None,
     epochs: Annotated[float | None, typer.Option("--epochs")] = None,
     lr: Annotated[float | None, typer.Option("--lr")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
@@ -89,7 +93,7 @@ def train_prm(
     from agentprm.train.prm import PRMConfig, train_prm
 
     cfg = build_config(PRMConfig, {"data": str(data), "model": model, "out": str(out), "loss": loss,
-                                   "epochs": epochs, "lr": lr, "batch_size": batch_size}, overrides)
+                                   "reads": reads, "epochs": epochs, "lr": lr, "batch_size": batch_size}, overrides)
     summary = train_prm(cfg)
     if main_process():
         console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})

@@ -3,8 +3,10 @@
 Online DPO, one optimizer step at a time:
   1. draw a batch of states from the rollouts (the states π_{i-1} visits);
   2. sample two answers per state from the *current* weights (so the data stays on-policy);
-  3. the PRM scores both actions; the higher is "chosen" (pairs with equal actions or a score gap
-     under `min_margin` carry no preference and are dropped);
+  3. the PRM scores both answers (the whole answer, reason + action, or the action alone: what it
+     was trained to read, `PRM.reads`); the higher is "chosen" (pairs with equal actions or a score
+     gap under `min_margin` carry no preference and are dropped: the PRM's targets are per action, so
+     two reasons for one command carry no preference it was trained on);
   4. DPO loss with β against a frozen copy of π_{i-1} (the reference) — the KL leash.
 `method="rejection"` is the simple alternative the paper names: sample N, fine-tune (NLL) on the
 PRM's favourite.
@@ -199,7 +201,8 @@ class PolicyTrainer:
         self.model.eval()
         samples = self.sampler.sample(ctxs, n, first_index=mine[0])
         flat_ctx = [c for c, outs in zip(ctxs, samples, strict=True) for _ in outs]
-        flat = self.prm.score(flat_ctx, [o.action for outs in samples for o in outs])
+        flat_out = [o for outs in samples for o in outs]
+        flat = self.prm.score(flat_ctx, [o.action for o in flat_out], reasons=[o.reason for o in flat_out])
         scores = [flat[i * n : (i + 1) * n] for i in range(len(ctxs))]
         msgs = [self.sampler.messages(c) for c in ctxs]
         ref = self._logprobs(self.ref, msgs, samples) if self.ref is not None else None  # (B, n), once

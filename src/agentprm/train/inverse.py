@@ -253,6 +253,7 @@ def _start(cfg: InversePRMConfig) -> tuple[PRM, dict | None]:
     if cfg.init is not None:
         prm = PRM.load(cfg.init, cfg.device, cfg.dtype)
         prm.history_window, prm.max_length = cfg.history_window, cfg.max_length
+        prm.reads = "action"  # transitions carry actions only: read at scoring time what it trains on
         return prm, None
     return PRM.from_spec(cfg.model, cfg.device, cfg.dtype, cfg.history_window, cfg.max_length), None
 

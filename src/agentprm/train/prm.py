@@ -6,6 +6,14 @@ the hidden state of the LAST real token of prompt + answer: by then the causal m
 whole state and the action. Sequences are right-padded and the head index comes from the attention
 mask, so padding never changes a score; overlong prompts are cut from the left, keeping the answer.
 
+What the answer is (`PRM.reads`, set by `PRMConfig.reads` and saved in prm.json): "answer", the
+paper's, is the policy's whole answer, `format_answer(action, reason)` (a `REASON: r` line, then
+`ACTION: a`), so the PRM judges the reasoning with the command; "action" is `ACTION: a` alone. Either
+way the answer is rebuilt from the parsed reason and the command actually sent, not copied from the
+raw text, so a targets row, a Best-of-N candidate and a DPO sample with the same (reason, action) are
+one string. Without a reason (constrained/score policies, experts, old trajectories) both modes give
+exactly `ACTION: a`, so nothing changes for policies that answer with a bare command.
+
 `train_prm` fits it with soft BCE on Q̂ (Eq. 4; calibrated probabilities of eventual success) or
 with Bradley–Terry on same-state pairs (only the ordering; scores not calibrated), then reports
 validation soft BCE, Brier score and AUC for the success label (q > 0), a reliability diagram and
@@ -24,7 +32,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,8 +63,12 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
 log = logging.getLogger(__name__)
-PRM_FORMAT, PRM_VERSION = "agentprm.prm", 1
+PRM_FORMAT, PRM_VERSION = "agentprm.prm", 2
+"""Version 2 adds `reads` to prm.json; a version-1 file has none and reads as "action" (what it was
+trained on)."""
 LOSSES = ("soft-bce", "bradley-terry")
+Reads = Literal["answer", "action"]
+READS: tuple[str, ...] = ("answer", "action")
 
 
 def _autocast(device: torch.device) -> torch.autocast:
@@ -73,12 +85,18 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 class PRM(nn.Module):
     """Scores (state, action) pairs: σ(head(h_last)) ≈ probability the episode is eventually won."""
 
-    def __init__(self, backbone: Any, tokenizer: Any, history_window: int | None = None, max_length: int = 1024):
+    def __init__(self, backbone: Any, tokenizer: Any, history_window: int | None = None, max_length: int = 1024,
+                 reads: Reads = "action"):
         super().__init__()
+        if reads not in READS:
+            raise ConfigError(f"PRM: reads={reads!r}; choose one of {', '.join(READS)}")
         self.backbone = backbone  # an AutoModelForCausalLM; saved whole so it stays loadable as an LM
         self.tokenizer = tokenizer
         self.history_window = history_window
         self.max_length = max_length
+        self.reads = reads
+        """"answer" (reason + action) or "action": see the module docstring. "action" by default, so a
+        PRM built outside `train_prm` (the InversePRM, which trains on actions) reads what it learned."""
         self.prompt_style = prompt_style(backbone)
         self.head = nn.Linear(backbone.config.hidden_size, 1).to(next(backbone.parameters()).device)
         # Zero init: every score starts at σ(0) = 0.5, so early steps fit the head rather than undo a
@@ -88,17 +106,28 @@ class PRM(nn.Module):
 
     @classmethod
     def from_spec(cls, spec: str, device: str | None = None, dtype: str | None = None,
-                  history_window: int | None = None, max_length: int = 1024) -> PRM:
+                  history_window: int | None = None, max_length: int = 1024, reads: Reads = "action") -> PRM:
         """A PRM with a fresh head on any model spec `models.resolve_model` accepts."""
-        return cls(load_causal_lm(spec, device, dtype), load_tokenizer(spec), history_window, max_length)
+        return cls(load_causal_lm(spec, device, dtype), load_tokenizer(spec), history_window, max_length, reads)
 
     @property
     def device(self) -> torch.device:
         return self.head.weight.device
 
-    def texts(self, contexts: Sequence[TurnContext], actions: Sequence[str]) -> list[str]:
+    def answer(self, action: str, reason: str | None = None) -> str:
+        """The answer text this PRM reads after the prompt: `format_answer(action, reason)` when it
+        reads the whole answer, else (and whenever `reason` is None) exactly `ACTION: a`."""
+        return format_answer(action, reason if self.reads == "answer" else None)
+
+    def answers(self, actions: Sequence[str], reasons: Sequence[str | None] | None = None) -> list[str]:
+        """`answer` for each action; `reasons` None (or shorter lists of None) means no reasons."""
+        reasons = [None] * len(actions) if reasons is None else reasons
+        return [self.answer(a, r) for a, r in zip(actions, reasons, strict=True)]
+
+    def texts(self, contexts: Sequence[TurnContext], actions: Sequence[str],
+              reasons: Sequence[str | None] | None = None) -> list[str]:
         """prompt (chat template, generation prompt on) + answer: the policy's own text for a turn."""
-        return [p + format_answer(a) for p, a in zip(self.prompts(contexts), actions, strict=True)]
+        return [p + a for p, a in zip(self.prompts(contexts), self.answers(actions, reasons), strict=True)]
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Untruncated ids (the template already holds any special tokens); `collate` truncates."""
@@ -148,16 +177,17 @@ class PRM(nn.Module):
                                                    tokenize=False, add_generation_prompt=True) for c in contexts]
 
     @torch.no_grad()
-    def logits(self, contexts: Sequence[TurnContext], actions: Sequence[str], batch_size: int = 16) -> list[float]:
+    def logits(self, contexts: Sequence[TurnContext], actions: Sequence[str], batch_size: int = 16,
+               reasons: Sequence[str | None] | None = None) -> list[float]:
         """Raw scores z for many pairs, in input order. Pairs that share a prompt (Best-of-N's
         candidates, DPO's samples) read it once: its KV cache is computed once and each candidate's
         answer is run on top of it (`_shared_prompt_logits`); the score is the same as `forward` on
         prompt + answer. Pairs that would be cut to `max_length` go through `forward` in length-sorted
-        batches."""
+        batches. `reasons[i]` goes with `actions[i]` (see `answer`)."""
         if not contexts:  # e.g. a process's share of a validation set smaller than the process count
             return []
         prompts = self.prompts(contexts)
-        answers = [format_answer(a) for a in actions]
+        answers = self.answers(actions, reasons)
         p_ids = self.token_ids(prompts)
         a_ids = self.token_ids(answers)
         scores = [0.0] * len(prompts)
@@ -198,9 +228,10 @@ class PRM(nn.Module):
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), a_mask.sum(-1) - 1]  # (C, H)
         return self.head(last.to(self.head.weight.dtype)).squeeze(-1).float()
 
-    def score(self, contexts: Sequence[TurnContext], actions: Sequence[str], batch_size: int = 16) -> list[float]:
-        """σ(z): the PRM's probability of eventual success for each (context, action); no grad."""
-        return torch.sigmoid(torch.tensor(self.logits(contexts, actions, batch_size))).tolist()
+    def score(self, contexts: Sequence[TurnContext], actions: Sequence[str], batch_size: int = 16,
+              reasons: Sequence[str | None] | None = None) -> list[float]:
+        """σ(z): the PRM's probability of eventual success for each (context, answer); no grad."""
+        return torch.sigmoid(torch.tensor(self.logits(contexts, actions, batch_size, reasons))).tolist()
 
     def save(self, path: str | Path) -> Path:
         """backbone/ (save_pretrained: weights in safetensors, config, tokenizer), head.safetensors,
@@ -214,7 +245,7 @@ class PRM(nn.Module):
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
                   tmp / "head.safetensors")
         meta = {"format": PRM_FORMAT, "version": PRM_VERSION, "hidden_size": self.head.in_features,
-                "history_window": self.history_window, "max_length": self.max_length}
+                "history_window": self.history_window, "max_length": self.max_length, "reads": self.reads}
         (tmp / "prm.json").write_text(json.dumps(meta, indent=2) + "\n")
         replace_dir(tmp, path)
         return path
@@ -239,7 +270,11 @@ class PRM(nn.Module):
         missing = [k for k in ("history_window", "max_length") if k not in meta]
         if missing:
             raise ModelLoadError(f"{path}/prm.json lacks {', '.join(missing)}; retrain the PRM or restore the file")
-        prm = cls.from_spec(str(path / "backbone"), device, dtype, meta["history_window"], meta["max_length"])
+        reads = meta.get("reads", "action")  # version 1 files: trained on the action alone
+        if reads not in READS:
+            raise ModelLoadError(f"{path}/prm.json has reads={reads!r}, not one of {', '.join(READS)}; retrain the "
+                                 "PRM or restore the file")
+        prm = cls.from_spec(str(path / "backbone"), device, dtype, meta["history_window"], meta["max_length"], reads)
         head = path / "head.safetensors"
         try:
             prm.head.load_state_dict(load_file(head, device=str(prm.device)))
@@ -251,20 +286,27 @@ class PRM(nn.Module):
         return prm
 
 
+def row_reasons(rows: Sequence[Mapping[str, Any]], column: str = "reason") -> list[str | None]:
+    """The reasons of targets rows (or pairs) for `PRM.answer`; targets written before rows carried
+    reasons have no such column and read as None, i.e. `ACTION: a` alone."""
+    return [r.get(column) for r in rows]
+
+
 def evaluate(prm: PRM, rows: Sequence[dict], pairs: Sequence[dict], batch_size: int,
              acc: Accelerator | None = None) -> dict[str, Any]:
     """Validation metrics. Label of a row = "episode won" (q > 0, i.e. some visit led to a win).
     With an Accelerator of several processes each scores its share and every process gets all scores."""
 
-    def logits(contexts: list[TurnContext], actions: list[str]) -> list[float]:
+    def logits(contexts: list[TurnContext], actions: list[str], reasons: list[str | None]) -> list[float]:
         if acc is None:
-            return prm.logits(contexts, actions, batch_size)
-        mine = my_share(acc, list(zip(contexts, actions, strict=True)))
-        return gather_list(acc, prm.logits([c for c, _ in mine], [a for _, a in mine], batch_size))
+            return prm.logits(contexts, actions, batch_size, reasons)
+        mine = my_share(acc, list(zip(contexts, actions, reasons, strict=True)))
+        return gather_list(acc, prm.logits([c for c, _, _ in mine], [a for _, a, _ in mine], batch_size,
+                                           [r for _, _, r in mine]))
 
     if not rows:
         return {}
-    z = torch.tensor(logits([row_to_context(r) for r in rows], [r["action"] for r in rows]))
+    z = torch.tensor(logits([row_to_context(r) for r in rows], [r["action"] for r in rows], row_reasons(rows)))
     p = torch.sigmoid(z).numpy()
     q = np.array([r["q"] for r in rows])
     won = (q > 0).astype(float)
@@ -280,8 +322,8 @@ def evaluate(prm: PRM, rows: Sequence[dict], pairs: Sequence[dict], batch_size: 
     }
     if pairs:
         ctx = [row_to_context(r) for r in pairs]
-        zc = torch.tensor(logits(ctx, [r["chosen"] for r in pairs]))
-        zr = torch.tensor(logits(ctx, [r["rejected"] for r in pairs]))
+        zc = torch.tensor(logits(ctx, [r["chosen"] for r in pairs], row_reasons(pairs, "reason_chosen")))
+        zr = torch.tensor(logits(ctx, [r["rejected"] for r in pairs], row_reasons(pairs, "reason_rejected")))
         m["prm/val_bt"] = bradley_terry(zc, zr).item()
         m["prm/val_pair_acc"] = float((zc > zr).float().mean())
     return m
@@ -302,6 +344,11 @@ class PRMConfig:
     """Backbone spec for `models.load_causal_lm` ("smollm2", "tiny", a folder, a hub id)."""
     loss: Literal["soft-bce", "bradley-terry"] = "soft-bce"
     """"soft-bce" (Eq. 4 on Q̂; calibrated) or "bradley-terry" (same-state pairs; ranking only)."""
+    reads: Reads = "answer"
+    """What the PRM reads after the prompt: "answer" (the paper's: the policy's whole answer, `REASON:
+    r` + `ACTION: a`, the row's `reason` from targets) or "action" (`ACTION: a` alone). Saved in
+    prm.json, so Best-of-N and the policy step score the way it was trained. Rows without a reason
+    (constrained/score policies, experts, older targets) read `ACTION: a` in both modes."""
     epochs: Count = 1
     lr: Positive = 1e-5
     """Peak learning rate (AdamW), shared by backbone and head."""
@@ -336,6 +383,8 @@ class PRMConfig:
     def validate(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"prm: loss={self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.reads not in READS:
+            raise ConfigError(f"prm: reads={self.reads!r}; choose one of {', '.join(READS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ConfigError("prm: epochs, batch_size and eval_batch_size must be >= 1")
         if self.lr <= 0 or self.max_length < 8:
@@ -370,7 +419,9 @@ def _packed_examples(prm: PRM, rows: list[dict], chains: list[dict]) -> tuple[li
         keys = list(chain["keys"])
         if not keys or any(k not in by_key for k in keys):
             continue
-        texts = prm.texts([row_to_context(by_key[k]) for k in keys], [by_key[k]["action"] for k in keys])
+        chain_rows = [by_key[k] for k in keys]
+        texts = prm.texts([row_to_context(r) for r in chain_rows], [r["action"] for r in chain_rows],
+                          row_reasons(chain_rows))
         ids = prm.token_ids(texts)
         full = ids[-1]
         if any(full[: len(x)] != x for x in ids):  # the tokenizer broke the prefix property: unpacked
@@ -384,7 +435,9 @@ def _packed_examples(prm: PRM, rows: list[dict], chains: list[dict]) -> tuple[li
 
 def _examples(prm: PRM, cfg: PRMConfig, rows: list[dict], pairs: list[dict]) -> list[tuple]:
     """Tokenised training examples: (ids, [(position, q), ...]) for soft-bce (one labelled position
-    per row, or a whole packed episode, see `_packed_examples`), (ids_chosen, ids_rejected) for pairs."""
+    per row, or a whole packed episode, see `_packed_examples`), (ids_chosen, ids_rejected) for pairs.
+    Without pairs the list is empty (and the PRM stays untrained, `train_prm`), so a loop iteration
+    whose rollouts gave no preference does not stop the run."""
     if cfg.loss == "soft-bce":
         examples: list[tuple] = []
         used: set[str] = set()
@@ -393,22 +446,29 @@ def _examples(prm: PRM, cfg: PRMConfig, rows: list[dict], pairs: list[dict]) -> 
             examples, used = _packed_examples(prm, rows, read_rows(chains_file))
         rest = [r for r in rows if r["key"] not in used]
         if rest:
-            ids = prm.token_ids(prm.texts([row_to_context(r) for r in rest], [r["action"] for r in rest]))
+            ids = prm.token_ids(prm.texts([row_to_context(r) for r in rest], [r["action"] for r in rest],
+                                          row_reasons(rest)))
             examples += [(x, [(len(x) - 1, float(r["q"]))]) for x, r in zip(ids, rest, strict=True)]
     else:
+        if not pairs:  # the tokenizer cannot take an empty batch
+            return []
         ctx = [row_to_context(p) for p in pairs]
-        chosen = prm.token_ids(prm.texts(ctx, [p["chosen"] for p in pairs]))
-        rejected = prm.token_ids(prm.texts(ctx, [p["rejected"] for p in pairs]))
+        chosen = prm.token_ids(prm.texts(ctx, [p["chosen"] for p in pairs], row_reasons(pairs, "reason_chosen")))
+        rejected = prm.token_ids(prm.texts(ctx, [p["rejected"] for p in pairs], row_reasons(pairs, "reason_rejected")))
         examples = list(zip(chosen, rejected, strict=True))
-    if not examples:
-        what = "rows in train.parquet" if cfg.loss == "soft-bce" else "pairs in pairs_train.parquet (lower delta?)"
-        raise ConfigError(f"prm: no training {what} under {cfg.data}")
+    if not examples and cfg.loss == "soft-bce":
+        raise ConfigError(f"prm: no training rows in {Path(cfg.data) / 'train.parquet'}")
+    if not examples:  # a data outcome, not a mistake: e.g. rollouts that never won, so every Q̂ is 0
+        log.warning("prm: no Bradley–Terry pairs in %s (no state with two actions whose Q̂ differ by delta): "
+                    "the PRM is left untrained, every score 0.5; lower targets delta, roll out more, or use "
+                    "soft-bce", Path(cfg.data) / "pairs_train.parquet")
     return examples
 
 
 def _data_stats(examples: list[tuple], max_length: int, loss: str) -> dict[str, Any]:
     """How many sequences `collate` will cut from the left (their oldest history is lost)."""
     lengths = [len(e[0]) for e in examples] if loss == "soft-bce" else [len(x) for e in examples for x in e]
+    lengths = lengths or [0]  # no Bradley–Terry pairs
     truncated = sum(n > max_length for n in lengths)
     if truncated:
         log.warning("prm: %d of %d sequences exceed max_length=%d and lose their start; raise max_length "
@@ -460,11 +520,12 @@ def _resume(cfg: PRMConfig, device: str | None) -> tuple[PRM, dict | None]:
     """The checkpoint's model and state when out/checkpoint exists, else a fresh PRM."""
     ckpt = Path(cfg.out) / "checkpoint"
     if not (ckpt / "state.json").is_file():
-        return PRM.from_spec(cfg.model, device, cfg.dtype, cfg.history_window, cfg.max_length), None
+        return PRM.from_spec(cfg.model, device, cfg.dtype, cfg.history_window, cfg.max_length, cfg.reads), None
     state = json.loads((ckpt / "state.json").read_text())
-    for k in ("loss", "data", "history_window"):
-        if state["config"][k] != getattr(cfg, k):
-            raise ConfigError(f"prm: {ckpt} was written with {k}={state['config'][k]!r}, not "
+    saved = {"reads": "action", **state["config"]}  # checkpoints from before `reads` trained on actions
+    for k in ("loss", "data", "history_window", "reads"):
+        if saved[k] != getattr(cfg, k):
+            raise ConfigError(f"prm: {ckpt} was written with {k}={saved[k]!r}, not "
                               f"{getattr(cfg, k)!r}; delete it or choose another --out")
     log.info("resuming from %s after epoch %d", ckpt, state["epoch"])
     return PRM.load(ckpt / "model", device, cfg.dtype), state
@@ -567,7 +628,8 @@ def train_prm(cfg: PRMConfig) -> dict[str, Any]:
     train_rows, train_pairs = _load_split(cfg, "train")
     val_rows, val_pairs = _load_split(cfg, "val")
     examples = _examples(prm, cfg, train_rows, train_pairs)
-    data_stats = _data_stats(examples, cfg.max_length, cfg.loss)
+    data_stats = _data_stats(examples, cfg.max_length, cfg.loss) | {
+        "prm/data/train_pairs": len(train_pairs), "prm/data/val_pairs": len(val_pairs)}
     steps_per_epoch = -(-len(examples) // cfg.batch_size)
     opt, sched = optimizer_and_scheduler(prm, cfg, steps_per_epoch * cfg.epochs, state)
     model, opt = acc.prepare(prm, opt)  # DDP wrapper (or prm itself); the schedule counts global steps
@@ -576,7 +638,7 @@ def train_prm(cfg: PRMConfig) -> dict[str, Any]:
     log.info("prm: %d examples, %d steps/epoch, device %s, %d process(es)", len(examples), steps_per_epoch,
              prm.device, acc.num_processes)
     metrics: dict[str, Any] = {}
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(start, cfg.epochs if examples else start):  # no examples (no pairs): untrained
         epoch_metrics = _run_epoch(acc, model, prm, cfg, examples, opt, sched, epoch)
         if cfg.eval_each_epoch or epoch == cfg.epochs - 1:
             metrics = evaluate(prm, val_rows, val_pairs, cfg.eval_batch_size, acc)
