@@ -41,11 +41,19 @@ class BestOfNAgent:
     def policy_id(self) -> str:
         return f"{self.policy.policy_id}+bon{self.n}"
 
+    def candidates(self, contexts: list[TurnContext]) -> list[list[AgentOutput]]:
+        """The distinct actions among the policy's N samples per context, in sampling order."""
+        return [distinct_by_action(s) for s in self.policy.sample(contexts, self.n)]
+
+    def score_pairs(self, contexts: list[TurnContext], actions: list[str]) -> list[float]:
+        """The PRM's value of each (context, action) pair, in one batched pass."""
+        return self.prm.score(contexts, actions, batch_size=self.prm_batch_size) if actions else []
+
     def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
-        candidates = [distinct_by_action(s) for s in self.policy.sample(contexts, self.n)]
+        candidates = self.candidates(contexts)
         flat_ctx = [ctx for ctx, cands in zip(contexts, candidates, strict=True) for _ in cands]
         flat_act = [c.action for cands in candidates for c in cands]
-        scores = self.prm.score(flat_ctx, flat_act, batch_size=self.prm_batch_size) if flat_act else []
+        scores = self.score_pairs(flat_ctx, flat_act)
         picked, self.last_scores, i = [], [], 0
         for cands in candidates:
             mine = list(scores[i : i + len(cands)])
@@ -53,5 +61,3 @@ class BestOfNAgent:
             self.last_scores.append(mine)
             picked.append(cands[best_of_n_choice(mine)])
         return picked
-
-
