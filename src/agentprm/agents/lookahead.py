@@ -26,6 +26,11 @@ takes up to K more; both are counted in each turn's `AgentOutput.stats`, which r
 episode and eval sums into summary.json (`lookahead/extra_env_steps`, total and per turn). The N
 samples are seeded by episode and turn (like Best-of-N) and branches are greedy, so a resumed eval
 makes the same choices.
+
+Spare envs: branch j of an episode keeps one slot of the pool for the whole episode, so after its
+first (cold) reset every later one is warm; slots of episodes that left the batch (finished) are
+released. Memory is then about one loaded game (~6.5 MB, worker.py) per episode in flight and
+candidate: lower `--in-flight` for a large N.
 """
 
 from __future__ import annotations
