@@ -63,8 +63,26 @@ def summarize(episodes: list[Episode]) -> dict[str, Any]:
         "eval/failed": total["failed"],
         "eval/retried": sum(ep.attempts > 1 for ep in episodes),
         "eval/truncated": sum(ep.truncated for ep in episodes if ep.failed is None),
+        **agent_stats(episodes),
         "per_task_type": per_type,
     }
+
+
+def agent_stats(episodes: list[Episode]) -> dict[str, float]:
+    """The agent's own counters (`Episode.meta["agent_stats"]`, e.g. `lookahead/extra_env_steps`) summed
+    over the finished episodes, each also per turn (over those episodes' steps). Read from the
+    episodes, not from the agent, so a resumed eval counts the episodes of earlier runs too."""
+    finished = [ep for ep in episodes if ep.failed is None]
+    totals: dict[str, float] = {}
+    for ep in finished:
+        for key, value in ep.meta.get("agent_stats", {}).items():
+            totals[key] = totals.get(key, 0) + value
+    turns = sum(ep.num_steps for ep in finished)
+    out: dict[str, float] = {}
+    for key in sorted(totals):
+        out[key] = totals[key]
+        out[f"{key}_per_turn"] = totals[key] / turns if turns else 0.0
+    return out
 
 
 COLUMNS = ("task", "success %", "won", "failed", "#actions", "non-adm. %", "empty")

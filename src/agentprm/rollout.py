@@ -80,6 +80,8 @@ class _Live:
     obs: Observation
     attempt: int = 1
     steps: list[Step] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+    """The agent's per-turn `AgentOutput.stats`, summed over this episode's turns."""
 
     def __post_init__(self) -> None:
         self.prefix = [Turn(o, a) for o, a in self.obs.info.get("prefix_turns", [])]
@@ -98,6 +100,8 @@ class _Live:
         )
 
     def record(self, out: AgentOutput, reward: float, done: bool, admissible: bool) -> None:
+        for key, value in out.stats.items():
+            self.stats[key] = self.stats.get(key, 0) + value
         self.steps.append(
             Step(
                 observation=self.obs.text,
@@ -115,12 +119,12 @@ class _Live:
 
     def episode(self, policy_id: str, won: bool, truncated: bool, failed: str | None = None) -> Episode:
         return _episode(self.job, policy_id, self.obs.task, self.steps, won, truncated, self.obs.text, failed,
-                        self.attempt, self.prefix)
+                        self.attempt, self.prefix, self.stats)
 
 
 def _episode(
     job: Job, policy_id: str, task: str, steps: list[Step], won: bool, truncated: bool, final: str,
-    failed: str | None, attempt: int, prefix: list[Turn] | None = None,
+    failed: str | None, attempt: int, prefix: list[Turn] | None = None, stats: dict[str, float] | None = None,
 ) -> Episode:
     g = job.game
     turns = prefix if prefix is not None else []
@@ -129,6 +133,7 @@ def _episode(
         prefix=[t.action for t in turns] if turns else list(job.prefix),
         prefix_observations=[t.observation for t in turns], steps=steps, won=won, truncated=truncated,
         final_observation=final, policy_id=policy_id, seed=job.seed, failed=failed, attempts=attempt,
+        meta={"agent_stats": dict(stats)} if stats else {},
     )
 
 

@@ -23,6 +23,8 @@ Turn semantics (what the targets stage relies on):
 - `failed` is set when the environment could not serve the episode (its worker crashed or hung, or
   the engine raised) on every attempt; its outcome is unknown, so `targets` skips it and success
   rates leave it out of the denominator (and say how many there were).
+- `meta["agent_stats"]` (when the agent reports any, e.g. the look-ahead agent's extra env steps) sums
+  the agent's per-turn counters over the episode's steps (`AgentOutput.stats`).
 - `attempts` (version 3) is how many times the episode was played from its start: rollouts replay
   an episode lost to an env fault with the same job and seed, in the same run and again in a rerun,
   and the count covers them all. 1 in older files.

@@ -68,3 +68,52 @@ def test_bench_bon_draws_the_scaling_curve(alfworld_root, tiny_model, tmp_path):
     result = json.loads((out / "summary.json").read_text())
     assert [p["n"] for p in result["points"]] == [1, 2]
     assert (out / "bon_scaling.png").stat().st_size > 0 and (out / "bon2" / "summary.json").is_file()
+
+
+def test_eval_with_lookahead_reports_its_env_steps_and_resumes_to_the_same_choices(alfworld_root, tiny_model,
+                                                                                    tmp_path):
+    from agentprm.train.prm import PRM
+
+    PRM.from_spec(tiny_model).save(tmp_path / "prm")
+    out = tmp_path / "look"
+    args = ("eval", "--policy", tiny_model, "--mode", "score", "--prm", str(tmp_path / "prm"), "--best-of", "3",
+            "--lookahead", "2", "--split", "valid_seen", "--games", "2", "--max-steps", "3", "--history", "1",
+            "--out", str(out))
+    r = agentprm(*args)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lookahead"] == 2 and summary["lookahead_gamma"] == 0.95 and summary["best_of"] == 3
+    assert summary["policy_id"].endswith("+bon3+look2")
+    episodes = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+    total = sum(ep["meta"]["agent_stats"]["lookahead/extra_env_steps"] for ep in episodes)
+    turns = sum(ep["num_steps"] for ep in episodes)
+    assert summary["lookahead/extra_env_steps"] == total > 0  # score mode samples distinct admissible actions
+    assert summary["lookahead/extra_env_steps_per_turn"] == total / turns
+    assert summary["lookahead/fallbacks"] == 0  # every replay reproduced the state the agent was in
+
+    # as if killed after the first episode: the rerun plays the second again, making the same choices
+    lines = (out / "trajectories.jsonl").read_text().splitlines()
+    (out / "trajectories.jsonl").write_text(lines[0] + "\n")
+    r = agentprm(*args)
+    assert r.returncode == 0, r.stderr
+    again = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+    assert [ep["episode_id"] for ep in again] == [ep["episode_id"] for ep in episodes]
+    for a, b in zip(again, episodes, strict=True):
+        assert [s["action"] for s in a["steps"]] == [s["action"] for s in b["steps"]]
+        assert a["meta"] == b["meta"]
+    assert json.loads((out / "summary.json").read_text())["lookahead/extra_env_steps"] == total
+
+
+def test_lookahead_without_a_prm_or_candidates_is_one_line(tmp_path):
+    for extra in ((), ("--prm", str(tmp_path / "prm")), ("--prm", str(tmp_path / "prm"), "--best-of", "1")):
+        r = agentprm("eval", "--policy", "tiny", "--lookahead", "2", *extra, "--out", str(tmp_path / "e"))
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and "--lookahead 2 needs --prm" in lines[0], r.stderr
+    r = agentprm("eval", "--policy", "tiny", "--lookahead", "0", "--prm", str(tmp_path / "prm"), "--best-of", "2",
+                 "--out", str(tmp_path / "e"))
+    assert r.returncode == 2 and "K must be >= 1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_eval_help_explains_lookahead():
+    r = agentprm("eval", "--help", env={"COLUMNS": "200"})
+    assert r.returncode == 0 and "--lookahead" in r.stdout and "spare copy of the game" in " ".join(r.stdout.split())

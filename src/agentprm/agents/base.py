@@ -6,7 +6,7 @@ Batching is the point: an LM policy serves every episode in flight with one gene
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from agentprm.prompts import TurnContext
@@ -23,6 +23,10 @@ class AgentOutput:
     """Sum of the answer tokens' log-probabilities under the acting model, if it has one."""
     matched: bool = True
     """True when the parsed command exactly matched an admissible action."""
+    stats: dict[str, float] = field(default_factory=dict)
+    """What choosing this action cost beyond one policy call (namespaced counters, e.g. a look-ahead's
+    `lookahead/extra_env_steps`). Rollouts sum them per episode into `Episode.meta["agent_stats"]`, so
+    they survive a resume; eval sums them over episodes into summary.json."""
 
 
 @runtime_checkable

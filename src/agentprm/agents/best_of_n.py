@@ -50,15 +50,26 @@ class BestOfNAgent:
     def policy_id(self) -> str:
         return f"{self.policy.policy_id}+bon{self.n}"
 
-    def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
+    def candidates(self, contexts: list[TurnContext]) -> list[list[AgentOutput]]:
+        """The distinct answers (by what the PRM reads) among the policy's N samples per context, in
+        sampling order."""
         def read(o: AgentOutput) -> str:
             return self.prm.answer(o.action, o.reason)
 
-        candidates = [distinct(s, read) for s in self.policy.sample(contexts, self.n)]
+        return [distinct(s, read) for s in self.policy.sample(contexts, self.n)]
+
+    def score_pairs(self, contexts: list[TurnContext], actions: list[str],
+                    reasons: list[str | None] | None = None) -> list[float]:
+        """The PRM's value of each (context, answer) pair, in one batched pass."""
+        if not actions:
+            return []
+        return self.prm.score(contexts, actions, batch_size=self.prm_batch_size, reasons=reasons)
+
+    def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
+        candidates = self.candidates(contexts)
         flat_ctx = [ctx for ctx, cands in zip(contexts, candidates, strict=True) for _ in cands]
         flat = [c for cands in candidates for c in cands]
-        scores = self.prm.score(flat_ctx, [c.action for c in flat], batch_size=self.prm_batch_size,
-                                reasons=[c.reason for c in flat]) if flat else []
+        scores = self.score_pairs(flat_ctx, [c.action for c in flat], [c.reason for c in flat])
         picked, self.last_scores, i = [], [], 0
         for cands in candidates:
             mine = list(scores[i : i + len(cands)])

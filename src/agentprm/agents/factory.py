@@ -1,4 +1,5 @@
-"""Build the agent a command line or a run config names: LM policy, Best-of-N with a PRM, or an API model."""
+"""Build the agent a command line or a run config names: LM policy, Best-of-N with a PRM (optionally with a
+look-ahead), or an API model."""
 
 from __future__ import annotations
 
@@ -30,6 +31,24 @@ def make_agent(
     from agentprm.train.prm import PRM
 
     return BestOfNAgent(lm, PRM.load(str(prm)), best_of)
+
+
+def with_lookahead(
+    agent: Agent, depth: int, gamma: float, games: list[Any], max_steps: int, workers: int = 0
+) -> Agent:
+    """A Best-of-N agent (from `make_agent` with a PRM) wrapped in a `depth`-step look-ahead
+    (agents.lookahead): its policy, greedy, plays the branches in spare envs run by `workers` processes
+    (0: in this process). `games`: the games the agent will play (their files, by id)."""
+    from agentprm.agents.best_of_n import BestOfNAgent
+    from agentprm.agents.lookahead import LookaheadAgent
+    from agentprm.agents.policy import LMPolicy
+    from agentprm.envs.pool import EnvPool
+    from agentprm.errors import ConfigError
+
+    if not isinstance(agent, BestOfNAgent) or not isinstance(agent.policy, LMPolicy):
+        raise ConfigError("--lookahead needs a local LM policy with --prm DIR and --best-of N (N >= 2)")
+    return LookaheadAgent(agent, agent.policy.greedy(), EnvPool(workers), depth, gamma, max_steps,
+                          {g.game_id: g for g in games})
 
 
 

@@ -25,7 +25,7 @@ DPO/importance weights.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +300,10 @@ class LMPolicy:
     @property
     def policy_id(self) -> str:
         return f"{self.name}:score" if self.config.mode == "score" else self.name
+
+    def greedy(self) -> LMPolicy:
+        """The same model acting greedily (temperature 0), e.g. to play a look-ahead's branches."""
+        return LMPolicy(self.model, self.tokenizer, replace(self.config, temperature=0.0), self.name)
 
     @property
     def device(self) -> torch.device:

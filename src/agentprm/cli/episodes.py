@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import closing, nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from agentprm.agents.factory import make_agent, make_expert
+from agentprm.agents.factory import make_agent, make_expert, with_lookahead
 from agentprm.cli.common import BackendOpt, RayAddressOpt, history_arg
 from agentprm.envs.alfworld import DEFAULT_MAX_STEPS, read_walkthroughs
 from agentprm.envs.experts import EXPERTS
@@ -127,6 +128,14 @@ def evaluate(
     prm: Annotated[Path | None, typer.Option("--prm", help="PRM folder for Best-of-N")] = None,
     best_of: Annotated[int, typer.Option("--best-of", help="N samples per turn, the PRM picks")] = 1,
     bon_temperature: Annotated[float, typer.Option("--bon-temperature")] = 1.0,
+    lookahead: Annotated[int | None, typer.Option(
+        "--lookahead", help="K: try each Best-of-N candidate in a spare copy of the game and let the policy play "
+        "on greedily for K-1 more steps; take a candidate whose look-ahead wins, else the best PRM value of where "
+        "it got, discounted by --lookahead-gamma per step (needs --prm and --best-of N >= 2)")] = None,
+    lookahead_gamma: Annotated[float, typer.Option(
+        "--lookahead-gamma", help="discount per look-ahead step of the PRM value (the PRM targets' gamma)")] = 0.95,
+    lookahead_workers: Annotated[int, typer.Option(
+        "--lookahead-workers", min=0, help="processes for the look-ahead's spare envs (0: in this process)")] = 0,
     max_new_tokens: MaxNewTokensOpt = 48,
     history_window: HistoryOpt = 8,
     batch_size: BatchSizeOpt = 32,
@@ -140,11 +149,31 @@ def evaluate(
     retries: RetriesOpt = DEFAULT_RETRIES,
 ) -> None:
     """Success overall and per task type (the paper's Table 1), #actions, non-admissible rate."""
+    check_lookahead(lookahead, lookahead_gamma, prm, best_of)
     specs = select_games(split, games, task_type, seed)
     temp = bon_temperature if prm is not None and best_of > 1 else temperature
     agent = make_agent(policy, mode, temp, 1.0, max_new_tokens, history_arg(history_window), seed, batch_size, prm,
                        best_of)
+    if lookahead is not None:
+        agent = with_lookahead(agent, lookahead, lookahead_gamma, specs, max_steps, lookahead_workers)
     extra = {"command": "eval", "split": split, "games": len(specs), "mode": mode, "temperature": temp,
-             "best_of": best_of, "prm": str(prm) if prm else None, "seed": seed, "max_steps": max_steps}
-    play_and_report(agent, make_jobs(specs, 1, seed), out, f"{agent.policy_id} on {split}", workers, max_steps,
-                    extra, max_in_flight, retries=retries, backend=backend, ray_address=ray_address)
+             "best_of": best_of, "prm": str(prm) if prm else None, "lookahead": lookahead,
+             "lookahead_gamma": lookahead_gamma if lookahead is not None else None, "seed": seed,
+             "max_steps": max_steps}
+    with closing(agent) if hasattr(agent, "close") else nullcontext():  # the look-ahead's spare envs
+        play_and_report(agent, make_jobs(specs, 1, seed), out, f"{agent.policy_id} on {split}", workers, max_steps,
+                        extra, max_in_flight, retries=retries, backend=backend, ray_address=ray_address)
+
+
+def check_lookahead(depth: int | None, gamma: float, prm: Path | None, best_of: int) -> None:
+    """--lookahead needs candidates to compare (--best-of N >= 2) and a PRM to value where they lead."""
+    if depth is None:
+        return
+    if depth < 1:
+        raise ConfigError(f"--lookahead {depth}: K must be >= 1 (1: one step, the candidate itself)")
+    if prm is None or best_of < 2:
+        raise ConfigError(f"--lookahead {depth} needs --prm DIR and --best-of N with N >= 2 (got "
+                          f"{'no --prm' if prm is None else '--prm'}, --best-of {best_of}): the look-ahead "
+                          "compares the N candidates by the PRM's value of where each leads")
+    if not 0.0 < gamma <= 1.0:
+        raise ConfigError(f"--lookahead-gamma {gamma}: must be in (0, 1]")
