@@ -46,7 +46,7 @@ from agentprm.atomic import replace_dir, save_figure, save_model, temp_dir_for, 
 from agentprm.bounds import Count, NonNegative, NonNegInt, Positive
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
-from agentprm.models import resolve_model
+from agentprm.models import resolve_model, training_attention
 from agentprm.progress import progress_bar
 from agentprm.prompts import TurnContext
 from agentprm.train.losses import dpo_loss
@@ -169,6 +169,7 @@ class PolicyTrainer:
         start = str(ckpt / "model") if (ckpt / "state.json").is_file() else cfg.policy
         device = device_for(self.acc, cfg.device)
         self.model, self.tokenizer = resolve_model(start, device, cfg.dtype)
+        training_attention(self.model)  # eager on CUDA: see models.training_attention
         self.ref = resolve_model(cfg.policy, device, cfg.dtype)[0] if cfg.method == "dpo" else None
         if self.ref is not None:
             self.ref.requires_grad_(False)

@@ -44,6 +44,7 @@ from agentprm.atomic import write_json
 from agentprm.bounds import Count, Discount, Fraction, NonNegative, NonNegInt, Positive
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
+from agentprm.models import training_attention
 from agentprm.prompts import TurnContext
 from agentprm.targets import split_of
 from agentprm.train.losses import inverse_prm_loss
@@ -306,6 +307,7 @@ def train_inverse_prm(cfg: InversePRMConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", {"config": asdict(cfg), "versions": _versions()})
     prm, state = _start(cfg)
+    training_attention(prm.backbone)  # eager on CUDA: see models.training_attention
     data = _load(cfg)
     expert, learner = data["train", "expert"], data["train", "learner"]
     steps = -(-max(len(expert), len(learner)) // cfg.batch_size)

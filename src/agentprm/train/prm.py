@@ -45,7 +45,7 @@ from agentprm.agents.policy import run_after_prompts
 from agentprm.atomic import replace_dir, temp_dir_for, write_json
 from agentprm.bounds import Count, Fraction, NonNegative, NonNegInt, Positive
 from agentprm.errors import ConfigError, ModelLoadError
-from agentprm.models import load_causal_lm, load_tokenizer
+from agentprm.models import load_causal_lm, load_tokenizer, training_attention
 from agentprm.prompts import TurnContext, build_messages, format_answer, prompt_style
 from agentprm.targets import read_rows, row_to_context
 from agentprm.train.losses import bradley_terry, soft_bce
@@ -624,6 +624,7 @@ def train_prm(cfg: PRMConfig) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", {"config": asdict(cfg), "versions": _versions()})
     prm, state = _resume(cfg, device_for(acc, cfg.device))
+    training_attention(prm.backbone)  # eager on CUDA: see models.training_attention
     _freeze_unused_lm_head(prm)
     train_rows, train_pairs = _load_split(cfg, "train")
     val_rows, val_pairs = _load_split(cfg, "val")

@@ -52,7 +52,7 @@ from agentprm.atomic import save_model, write_json
 from agentprm.bounds import Count, Fraction, NonNegative, NonNegInt, Positive
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
-from agentprm.models import load_causal_lm, load_tokenizer, pick_device
+from agentprm.models import load_causal_lm, load_tokenizer, pick_device, training_attention
 from agentprm.progress import progress_bar
 from agentprm.prompts import build_messages, format_answer, prompt_style
 from agentprm.train.parallel import device_for
@@ -133,6 +133,9 @@ class SFTConfig:
     """"cpu" or "cuda" (None: CUDA if available)."""
     dtype: str | None = None
     """Weight dtype (None: fp32 master weights; on CUDA the forward runs under bf16 autocast)."""
+    attn_implementation: str | None = None
+    """Attention kernel for training ("eager", "sdpa"; None: eager on CUDA, see
+    `models.training_attention` for the NaN it avoids)."""
     bf16_cpu: bool = False
     """bf16 autocast on the CPU too (~1.7× faster on CPUs with AVX512-BF16/AMX; fp32 master weights)."""
     progress: bool = True
@@ -324,6 +327,7 @@ def _load_model(cfg: SFTConfig) -> Any:
     # each process straight onto its own GPU, rather than all onto the first before Trainer moves them
     state = PartialState(cpu=pick_device(cfg.device).type == "cpu")
     model = load_causal_lm(cfg.model, device_for(state, cfg.device), cfg.dtype or "fp32")
+    training_attention(model, cfg.attn_implementation)
     model.config.use_cache = False  # no KV cache while training
     if not cfg.lora:
         return model
