@@ -24,7 +24,8 @@ OutOpt = Annotated[Path, typer.Option("--out", help="output folder")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="env workers (default: CPU cores)")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed for game sampling and the policy")]
 MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="turns per episode")]
-ModeOpt = Annotated[str, typer.Option("--mode", help="generate, or score (rank admissible actions by likelihood)")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="generate, constrained (decode only admissible commands) "
+                                                   "or score (rank admissible actions by likelihood)")]
 MaxNewTokensOpt = Annotated[int, typer.Option("--max-new-tokens", help="answer budget when generating")]
 HistoryOpt = Annotated[int, typer.Option("--history", help="turns of history in the prompt (-1: all; what "
                                           "models built from scratch are trained with)")]
