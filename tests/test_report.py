@@ -24,6 +24,23 @@ def test_iteration_row_reads_targets_prm_and_the_dpo_log(tmp_path: Path) -> None
     assert row == "| iter1 | 3/10 | 0.250 | 40 | 0.800 | 0.300 | 0.050 | 5.0 | 0.03 | 0.200 | 0.75 |"
 
 
+
+def test_an_inverse_prm_iteration_gets_its_reward_models_figures_not_dashes(tmp_path: Path) -> None:
+    """InversePRM iterations write no targets: the rollouts give won/used, the InversePRM summary its own row."""
+    it = tmp_path / "iter1"
+    for d in ("rollouts", "prm", "policy"):
+        (it / d).mkdir(parents=True)
+    (it / "rollouts" / "summary.json").write_text(json.dumps({"eval/won": 7, "eval/finished": 20}))
+    (it / "prm" / "summary.json").write_text(json.dumps(
+        {"inverse/val_loss": 0.61, "inverse/val_accuracy": 0.7, "inverse/val_expert_reward": 0.12,
+         "inverse/val_learner_reward": -0.05, "inverse/data/train_expert_transitions": 300,
+         "inverse/data/train_learner_transitions": 250}))
+    (it / "policy" / "metrics.jsonl").write_text(json.dumps({"step": 1, "dpo/pairs": 3.0, "policy/kl": 0.2}) + "\n")
+    lines = _diagnostics(tmp_path)
+    assert lines[lines.index("## Per iteration") + 6] == "| iter1 | 7/20 | – | – | – | – | – | 3.0 | – | – | 0.20 |"
+    assert lines[-1] == "| iter1 | 7/20 | 300 | 250 | 0.610 | 0.700 | 0.120 | -0.050 |"
+
+
 def _summary(won: int, episodes: int, failed: int, success: float) -> dict:
     return {"split": "valid_seen", "eval/episodes": episodes, "eval/won": won, "eval/failed": failed,
             "eval/success": success, "eval/mean_actions": 5.0, "eval/non_admissible_rate": 0.0,

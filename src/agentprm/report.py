@@ -114,16 +114,27 @@ def _imitation(run_dir: Path) -> list[str]:
     return lines
 
 
+INVERSE_KEYS = ("inverse/val_loss", "inverse/val_accuracy", "inverse/val_expert_reward", "inverse/val_learner_reward")
+
+
 def _diagnostics(run_dir: Path) -> list[str]:
     """Per iteration: what the rollouts, Q̂ targets, PRM and policy step saw (the figures to read when
     success does not move)."""
-    rows = []
+    rows: list[str] = []
+    inverse: list[str] = []
     for it in sorted(run_dir.glob("iter*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0):
         t, p = _read(it / "targets" / "summary.json"), _read(it / "prm" / "summary.json")
         # a step re-run after a resume is logged again: keep its last record
         log = {h["step"]: h for h in _read_jsonl(it / "policy" / "metrics.jsonl") if "dpo/pairs" in h}
         steps = list(log.values())
         won, used = t.get("targets/episodes_won"), t.get("targets/episodes_used")
+        if not t:  # InversePRM iterations build no targets: the rollouts' own counts
+            r = _read(it / "rollouts" / "summary.json")
+            won, used = r.get("eval/won"), r.get("eval/finished")
+        if "inverse/val_loss" in p:
+            inverse.append(f"| {it.name} | {won}/{used} | {p.get('inverse/data/train_expert_transitions', '–')} | "
+                           f"{p.get('inverse/data/train_learner_transitions', '–')} | "
+                           + " | ".join("–" if p.get(k) is None else f"{p[k]:.3f}" for k in INVERSE_KEYS) + " |")
 
         def f(x: Any, fmt: str = ".3f") -> str:
             return "–" if x is None else format(x, fmt)
@@ -138,7 +149,7 @@ def _diagnostics(run_dir: Path) -> list[str]:
                     f"{f(sum(margin) / len(margin) if margin else None)} | {f(kl, '.2f')} |")
     if not rows:
         return []
-    return ["", "## Per iteration", "",
+    out = ["", "## Per iteration", "",
             "Rollouts won / used, mean Q̂, PRM training rows; PRM validation AUC (won vs lost, held-out games), "
             "soft BCE and calibration error; policy step: preference pairs per step, the PRM's mean score gap "
             "between the chosen and rejected answers (near 0: the pairs carry no signal), mean DPO margin, and the "
@@ -146,6 +157,14 @@ def _diagnostics(run_dir: Path) -> list[str]:
             "| iteration | rollouts won | mean Q̂ | PRM rows | PRM AUC | PRM val BCE | PRM ECE | pairs/step "
             "| PRM pair gap | DPO margin | final KL |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
+    if inverse:
+        out += ["", "InversePRM iterations build no Q̂ targets and train their reward model on demos vs rollouts: "
+                "rollouts won / used (read for this table only; InversePRM never trains on outcomes), its training "
+                "transitions, and on held-out games its loss (Eq. 9), the share of expert transitions rewarded above "
+                "learner ones, and the mean reward r = Q(s,a) − γ·Q(s′,a′) of each side.", "",
+                "| iteration | rollouts won | expert transitions | learner transitions | val loss | val accuracy "
+                "| expert reward | learner reward |", "|---|---:|---:|---:|---:|---:|---:|---:|", *inverse]
+    return out
 
 
 def plot_success_by_agent(rows: list[tuple[str, dict[str, Any]]], path: Path) -> None:

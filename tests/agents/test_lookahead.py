@@ -57,7 +57,10 @@ class TableScorer:
     def __init__(self, table: dict[str, float], default: float = 0.5):
         self.table, self.default, self.calls = table, default, []
 
-    def score(self, contexts, actions, batch_size=16):
+    def answer(self, action, reason=None):
+        return f"ACTION: {action}"
+
+    def score(self, contexts, actions, batch_size=16, reasons=None):
         self.calls.append(list(actions))
         return [self.table.get(a, self.default) for a in actions]
 
