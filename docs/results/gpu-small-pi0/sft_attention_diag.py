@@ -4,6 +4,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 from agentprm.train import sft as S
 
@@ -34,7 +35,7 @@ def run(name, attn, bf16, lr, **kw):
                       eval_steps=100000, save_steps=100000, progress=False, **kw)
     t = time.time()
     S.train_sft(cfg)
-    s = json.load(open(f"{out}/{name}/summary.json"))
+    s = json.loads(Path(f"{out}/{name}/summary.json").read_text())
     losses = [v for _, v in s.get("train_losses", [])]
     ok = all(math.isfinite(v) for v in losses) and all(v > 0 for v in losses[1:])
     r = {"name": name, "attn": attn, "bf16": bf16, "lr": lr, "finite": ok, "losses": losses[:40],
@@ -48,11 +49,11 @@ results = []
 for name, attn, bf16, lr in [("sdpa-bf16-1e-3", "sdpa", True, 1e-3), ("eager-bf16-1e-3", "eager", True, 1e-3),
                              ("sdpa-fp32-1e-3", "sdpa", False, 1e-3), ("sdpa-bf16-3e-4", "sdpa", True, 3e-4)]:
     results.append(run(name, attn, bf16, lr, max_steps=steps))
-json.dump(results, open(f"{out}/diag.json", "w"), indent=1)
+Path(f"{out}/diag.json").write_text(json.dumps(results, indent=1))
 good = [r for r in results if r["finite"]]
 if not good:
     sys.exit("no variant stayed finite")
 g = good[0]
 print("full SFT with", g["name"], flush=True)
 r = run("pi0", g["attn"], g["bf16"], g["lr"], epochs=epochs)
-json.dump(results + [r], open(f"{out}/diag.json", "w"), indent=1)
+Path(f"{out}/diag.json").write_text(json.dumps([*results, r], indent=1))
