@@ -50,11 +50,11 @@ class BestOfNAgent:
     def policy_id(self) -> str:
         return f"{self.policy.policy_id}+bon{self.n}"
 
-    def candidates(self, contexts: list[TurnContext]) -> list[list[AgentOutput]]:
-        """The distinct answers (by what the PRM reads) among the policy's N samples per context, in
-        sampling order."""
+    def candidates(self, contexts: list[TurnContext], by_action: bool = False) -> list[list[AgentOutput]]:
+        """The distinct answers among the policy's N samples per context, in sampling order: distinct by
+        what the PRM reads, or by the action alone with `by_action` (the look-ahead branches per action)."""
         def read(o: AgentOutput) -> str:
-            return self.prm.answer(o.action, o.reason)
+            return o.action if by_action else self.prm.answer(o.action, o.reason)
 
         return [distinct(s, read) for s in self.policy.sample(contexts, self.n)]
 

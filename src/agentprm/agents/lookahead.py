@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agentprm.agents.base import Agent, AgentOutput
-from agentprm.agents.best_of_n import BestOfNAgent, distinct
+from agentprm.agents.best_of_n import BestOfNAgent
 from agentprm.envs.games import GameSpec, resolve_game
 from agentprm.envs.protocol import Observation
 from agentprm.envs.slots import SlotPool
@@ -144,8 +144,8 @@ class LookaheadAgent:
         return f"{self.bon.policy_id}+look{self.depth}"
 
     def act(self, contexts: list[TurnContext]) -> list[AgentOutput]:
-        # one branch per distinct action (a PRM that reads reasons may keep two answers with one action)
-        candidates = [distinct(c, lambda o: o.action) for c in self.bon.candidates(contexts)]
+        # one branch per distinct action (a PRM that reads reasons would keep two answers with one action)
+        candidates = self.bon.candidates(contexts, by_action=True)
         keys = [c.episode_key or f"call|{i}" for i, c in enumerate(contexts)]
         branches = [self._branches(ctx, key, cands) if len(cands) > 1 else []
                     for ctx, key, cands in zip(contexts, keys, candidates, strict=True)]
