@@ -52,6 +52,7 @@ def summarize(episodes: list[Episode]) -> dict[str, Any]:
     per_type = {TASK_SHORT[t]: _counts([ep for ep in episodes if ep.task_type == t])
                 for t in TASK_TYPES if any(ep.task_type == t for ep in episodes)}
     total = _counts(episodes)
+    finished = [ep for ep in episodes if ep.failed is None]
     return {
         "eval/episodes": total["episodes"],
         "eval/finished": total["episodes"] - total["failed"],
@@ -62,17 +63,16 @@ def summarize(episodes: list[Episode]) -> dict[str, Any]:
         "eval/empty_answers": total["empty_answers"],
         "eval/failed": total["failed"],
         "eval/retried": sum(ep.attempts > 1 for ep in episodes),
-        "eval/truncated": sum(ep.truncated for ep in episodes if ep.failed is None),
-        **agent_stats(episodes),
+        "eval/truncated": sum(ep.truncated for ep in finished),
+        **agent_stats(finished),
         "per_task_type": per_type,
     }
 
 
-def agent_stats(episodes: list[Episode]) -> dict[str, float]:
+def agent_stats(finished: list[Episode]) -> dict[str, float]:
     """The agent's own counters (`Episode.meta["agent_stats"]`, e.g. `lookahead/extra_env_steps`) summed
-    over the finished episodes, each also per turn (over those episodes' steps). Read from the
+    over `finished` (episodes that did not fail), each also per turn (over their steps). Read from the
     episodes, not from the agent, so a resumed eval counts the episodes of earlier runs too."""
-    finished = [ep for ep in episodes if ep.failed is None]
     totals: dict[str, float] = {}
     for ep in finished:
         for key, value in ep.meta.get("agent_stats", {}).items():
