@@ -144,6 +144,11 @@ class TargetsSection(_Section):
     delta: Probability = Field(PAIR_DELTA, description="min Q̂ gap between two actions at one state for a "
                                "Bradley–Terry pair (0.03: the paper's released config)")
     all_iterations: bool = Field(False, description="merge rollouts of all iterations so far")
+    shaping_value: str | None = Field(None, description="process reward shaping (§4): a value model folder "
+                                      "(`targets --values` + `train-prm --reads state` on a reference policy's "
+                                      "rollouts) whose V_ref shapes every iteration's targets; None: off")
+    shaping_constant: Positive = Field(3.0, description="steepness c/IQR of the shaped targets' squashing "
+                                    "into [0, 1] (3.0: the paper's released config)")
 
 
 class PRMSection(_Section):
@@ -615,9 +620,12 @@ class Run:
         t = self.cfg.targets
         first = 1 if t.all_iterations else i
         rollouts = [str(self.dir / f"iter{k}" / "rollouts" / "trajectories.jsonl") for k in range(first, i + 1)]
-        return build_config(TargetsConfig, {"rollouts": rollouts, "out": str(self.dir / f"iter{i}" / "targets"),
-                                            "gamma": t.gamma, "val_fraction": t.val_fraction, "delta": t.delta,
-                                            "seed": self.cfg.seed}, drop_none=False)
+        values = {"rollouts": rollouts, "out": str(self.dir / f"iter{i}" / "targets"), "gamma": t.gamma,
+                  "val_fraction": t.val_fraction, "delta": t.delta, "seed": self.cfg.seed}
+        if t.shaping_value is not None:
+            values |= {"shaping_value": t.shaping_value, "shaping_constant": t.shaping_constant,
+                       "shaping_device": self.cfg.device}
+        return build_config(TargetsConfig, values, drop_none=False)
 
     def targets(self, i: int) -> None:
         from agentprm.targets import build_targets

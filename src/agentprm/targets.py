@@ -34,6 +34,12 @@ pairs_val.parquet (Bradley–Terry pairs: two actions at the same state whose Q�
 episodes_train.parquet, episodes_val.parquet (each episode's row keys, turn by turn: what lets a PRM
 read a whole episode in one pass, `train.prm`) and summary.json. Every file is written aside and
 renamed into place, so a crash leaves no half file.
+
+Two variants (`agentprm.shaping`, paper §4): `values` writes one row per *state* instead (key = state
+key, action "", q = V̂(s) = mean over the visits of s of γ^(T−1−t)·R, whatever the action): the targets
+of a value model, a PRM that reads the state alone. `shaping_value` shapes every row's q with such a
+model's V_ref (q = σ(k·(y − mean y)), y = mean over visits of γ^(T−1−t)·R + γ·V_ref(s′) − V_ref(s)).
+Every row carries `q_mc`, the unshaped Q̂ (equal to q unless shaped): the label of validation AUC.
 """
 
 from __future__ import annotations
@@ -53,10 +59,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agentprm.atomic import write_json
-from agentprm.bounds import PAIR_DELTA, Discount, Fraction, NonNegInt, Probability
+from agentprm.bounds import PAIR_DELTA, Discount, Fraction, NonNegInt, Positive, Probability
 from agentprm.contexts import contexts_from_episode, history_from_json, history_to_json
 from agentprm.errors import ConfigError
 from agentprm.prompts import TurnContext
+from agentprm.shaping import SHAPING_CONSTANT, Shaping, StateScorer, load_value_model, state_values
 from agentprm.train.losses import discounted_return
 from agentprm.trajectory import Episode, Step, load_episodes, trajectory_files
 
@@ -76,7 +83,7 @@ _STATE_COLUMNS = [
 ROW_SCHEMA = pa.schema(
     [("key", pa.string()), ("state_key", pa.string()), *_STATE_COLUMNS,
      ("action", pa.string()), ("reason", pa.string()), ("q", pa.float64()), ("visits", pa.int64()),
-     ("t", pa.int64())]
+     ("t", pa.int64()), ("q_mc", pa.float64())]
 )
 
 EPISODE_SCHEMA = pa.schema(
@@ -113,6 +120,14 @@ class TargetsConfig:
     """Salt of the game hash: another seed gives another (still deterministic) split."""
     skip_corrupt: bool = False
     """Skip unreadable trajectory lines with a warning instead of stopping."""
+    values: bool = False
+    """One row per state (action "", q = V̂(s)): targets of a value model (`PRM.reads = "state"`)."""
+    shaping_value: str | None = None
+    """Value model (a PRM folder that reads the state) whose V_ref shapes q (§4, `agentprm.shaping`)."""
+    shaping_constant: Positive = SHAPING_CONSTANT
+    """c of the squashing of shaped targets into [0, 1]: steepness c / IQR (3.0, the released config)."""
+    shaping_device: str | None = None
+    """Where the value model runs (cuda, cpu; None: auto)."""
 
     def validate(self) -> None:
         if not self.rollouts:
@@ -125,6 +140,11 @@ class TargetsConfig:
             raise ConfigError(f"targets: delta={self.delta} must be >= 0")
         if self.history_window is not None and self.history_window < 0:
             raise ConfigError(f"targets: history_window={self.history_window} must be >= 0 or None")
+        if self.values and self.shaping_value is not None:
+            raise ConfigError("targets: values and shaping_value exclude each other (a value model's targets "
+                              "are plain V̂(s))")
+        if self.shaping_constant <= 0:
+            raise ConfigError(f"targets: shaping_constant={self.shaping_constant} must be > 0")
 
 
 def _sha256(obj: Any) -> str:
@@ -165,6 +185,7 @@ class _Visits:
     task_type: str
     t: int
     returns: list[float] = field(default_factory=list)
+    shaped: list[float] = field(default_factory=list)
     games: set[str] = field(default_factory=set)
     reasons: Counter[str | None] = field(default_factory=Counter)
 
@@ -184,31 +205,42 @@ def _episode_visits(ep: Episode, gamma: float) -> Iterable[tuple[TurnContext, St
         yield ctx, step, t, discounted_return(T, t, R, gamma)
 
 
+def usable(episodes: Iterable[Episode]) -> list[Episode]:
+    """Episodes with a known outcome and at least one turn (failed and empty ones are skipped)."""
+    return [ep for ep in episodes if ep.failed is None and ep.steps]
+
+
 def aggregate(
-    episodes: Iterable[Episode], cfg: TargetsConfig, chains: list[dict[str, Any]] | None = None
+    episodes: Iterable[Episode], cfg: TargetsConfig, chains: list[dict[str, Any]] | None = None,
+    shaping: Shaping | None = None,
 ) -> dict[tuple[str, str], _Visits]:
-    """Visits per (split, pair key) over all usable episodes (failed and empty ones skipped); each
-    episode's keys in turn order are appended to `chains` when given."""
+    """Visits per (split, key) over all usable episodes; the key is the pair key, or the state key
+    with `cfg.values` (the action is then ""). Each episode's keys in turn order are appended to
+    `chains` when given; with `shaping` each visit also records its shaped return y_t."""
     table: dict[tuple[str, str], _Visits] = {}
-    for ep in episodes:
-        if ep.failed is not None or not ep.steps:
-            continue
+    for ep in usable(episodes):
         split = split_of(ep.game_id, cfg.val_fraction, cfg.seed)
+        visits = list(_episode_visits(ep, cfg.gamma))
+        states = [state_key(ctx) for ctx, *_ in visits]
+        shaped = shaping.returns(states, 1.0 if ep.won else 0.0, cfg.gamma) if shaping else [0.0] * len(visits)
         keys = []
-        for ctx, step, t, ret in _episode_visits(ep, cfg.gamma):
-            k = (split, pair_key(ctx, step.action))
+        for (ctx, step, t, ret), s_key, y in zip(visits, states, shaped, strict=True):
+            action = "" if cfg.values else step.action
+            k = (split, s_key if cfg.values else pair_key(ctx, action))
             if k not in table:
-                table[k] = _Visits(ctx=ctx, action=step.action, task_type=ep.task_type, t=t)
+                table[k] = _Visits(ctx=ctx, action=action, task_type=ep.task_type, t=t)
             table[k].returns.append(ret)
+            table[k].shaped.append(y)
             table[k].games.add(ep.game_id)
-            table[k].reasons[step.reason or None] += 1
+            table[k].reasons[None if cfg.values else step.reason or None] += 1
             keys.append(k[1])
         if chains is not None:
             chains.append({"episode_id": ep.episode_id, "game_id": ep.game_id, "split": split, "keys": keys})
     return table
 
 
-def _row(split: str, key: str, v: _Visits, history_window: int | None) -> dict[str, Any]:
+def _row(split: str, key: str, v: _Visits, history_window: int | None, shaped: bool) -> dict[str, Any]:
+    """One targets row; q is the mean shaped return y when `shaped` (squashed later, `Shaping`)."""
     history = v.ctx.history
     if history_window is not None:
         history = history[-history_window:] if history_window else []
@@ -224,9 +256,10 @@ def _row(split: str, key: str, v: _Visits, history_window: int | None) -> dict[s
         "admissible_actions": list(v.ctx.admissible_actions),
         "action": v.action,
         "reason": representative_reason(v.reasons),
-        "q": float(np.mean(v.returns)),
+        "q": float(np.mean(v.shaped if shaped else v.returns)),
         "visits": len(v.returns),
         "t": v.t,
+        "q_mc": float(np.mean(v.returns)),
     }
 
 
@@ -297,7 +330,7 @@ def _histogram(qs: Sequence[float]) -> dict[str, list[float]]:
 def _summary(
     cfg: TargetsConfig, episodes: Sequence[Episode], rows: dict[str, list], pairs: dict[str, list]
 ) -> dict[str, Any]:
-    used = [ep for ep in episodes if ep.failed is None and ep.steps]
+    used = usable(episodes)
     all_q = [r["q"] for split in SPLITS for r in rows[split]]
     out: dict[str, Any] = {
         "targets/episodes_read": len(episodes),
@@ -315,6 +348,7 @@ def _summary(
         out[f"targets/{split}/pairs"] = len(pairs[split])
         out[f"targets/{split}/games"] = len({r["game_id"] for r in rows[split]})
         out[f"targets/{split}/mean_q"] = float(np.mean(qs)) if qs else None
+    out["targets/kind"] = "values" if cfg.values else "shaped" if cfg.shaping_value else "q"
     out["config"] = asdict(cfg)
     out["note"] = (
         "q = mean over visits of gamma^(T-1-t) * R (Eq. 1; R=1 if won, truncated = loss; failed "
@@ -324,17 +358,25 @@ def _summary(
     return out
 
 
-def build_targets(cfg: TargetsConfig) -> dict[str, Any]:
-    """Read every rollout, compute Q̂ per state–action, write the parquet files and summary.json,
-    and return the summary."""
+def build_targets(cfg: TargetsConfig, value_model: StateScorer | None = None) -> dict[str, Any]:
+    """Read every rollout, compute Q̂ per state–action (V̂ per state with `cfg.values`), write the
+    parquet files and summary.json, and return the summary. With `cfg.shaping_value` the targets are
+    shaped by that value model (or by `value_model` when given: tests pass a stub)."""
     cfg.validate()
+    if cfg.shaping_value is not None and value_model is None:  # before reading rollouts: a bad path fails fast
+        value_model = load_value_model(cfg.shaping_value, cfg.shaping_device)
     files = list(dict.fromkeys(p.resolve() for p in trajectory_files(cfg.rollouts)))  # each file once
     episodes = load_episodes(files, skip_corrupt=cfg.skip_corrupt)
+    shaping = None
+    if cfg.shaping_value is not None and value_model is not None:
+        shaping = Shaping(state_values(usable(episodes), value_model, state_key), cfg.shaping_constant,
+                          cfg.shaping_value)
     chains: list[dict[str, Any]] = []
-    table = aggregate(episodes, cfg, chains)
+    table = aggregate(episodes, cfg, chains, shaping)
     rows: dict[str, list] = {s: [] for s in SPLITS}
     for (split, key), v in table.items():
-        rows[split].append(_row(split, key, v, cfg.history_window))
+        rows[split].append(_row(split, key, v, cfg.history_window, shaping is not None))
+    shaped = shaping.squash_rows([r for split in SPLITS for r in rows[split]]) if shaping else {}
     pairs: dict[str, list] = {}
     for split in SPLITS:
         rows[split].sort(key=lambda r: (r["game_id"], r["t"], r["key"]))
@@ -347,6 +389,7 @@ def build_targets(cfg: TargetsConfig) -> dict[str, Any]:
         write_parquet([c for c in chains if c["split"] == split], EPISODE_SCHEMA, out / f"episodes_{split}.parquet")
     summary = _summary(cfg, episodes, rows, pairs)
     summary["targets/files"] = [str(f) for f in files]
+    summary.update(shaped)
     write_json(out / "summary.json", summary)
     plot_histogram(summary["targets/q_histogram"], out / "q_histogram.png", len(rows["train"]) + len(rows["val"]))
     return summary

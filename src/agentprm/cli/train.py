@@ -66,13 +66,22 @@ def targets(
     delta: Annotated[float, typer.Option("--delta", help="min Q̂ gap between two actions at one state for a "
                                          "Bradley–Terry pair (the paper's 0.03)")] = PAIR_DELTA,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="share of games for validation")] = 0.1,
+    values: Annotated[bool, typer.Option(
+        "--values", help="one row per state, V̂(s): targets of a value model (train-prm --reads state)")] = False,
+    shaping_value: Annotated[Path | None, typer.Option(
+        "--shaping-value", help="value model folder: shape the targets with its V_ref (§4)")] = None,
+    shaping_constant: Annotated[float | None, typer.Option(
+        "--shaping-constant", help="steepness c/IQR of the shaped targets' squashing into [0, 1] (3.0)")] = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Monte-Carlo Q̂ targets (Eq. 1) for every state–action seen, plus Bradley–Terry pairs, as parquet."""
+    """Monte-Carlo Q̂ targets (Eq. 1) for every state–action seen, plus Bradley–Terry pairs, as parquet;
+    --values: V̂ per state instead; --shaping-value: shaped by a value model's V_ref (§4)."""
     from agentprm.targets import TargetsConfig, build_targets
 
     cfg = build_config(TargetsConfig, {"rollouts": [str(r) for r in rollouts], "out": str(out), "gamma": gamma,
-                                       "delta": delta, "val_fraction": val_fraction}, overrides)
+                                       "delta": delta, "val_fraction": val_fraction, "values": values,
+                                       "shaping_value": None if shaping_value is None else str(shaping_value),
+                                       "shaping_constant": shaping_constant}, overrides)
     summary = build_targets(cfg)
     console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
 
@@ -83,7 +92,8 @@ def train_prm(
     out: OutOpt = Path("runs/prm"),
     loss: Annotated[str, typer.Option("--loss", help="soft-bce or bradley-terry")] = "soft-bce",
     reads: Annotated[str | None, typer.Option(
-        "--reads", help="what the PRM scores: answer (reason + action, the paper's; the default) or action")] = None,
+        "--reads", help="what the PRM scores: answer (reason + action, the paper's; the default), action, or "
+        "state (a value model, on targets --values)")] = None,
     epochs: Annotated[float | None, typer.Option("--epochs")] = None,
     lr: Annotated[float | None, typer.Option("--lr")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,

@@ -12,7 +12,9 @@ paper's, is the policy's whole answer, `format_answer(action, reason)` (a `REASO
 way the answer is rebuilt from the parsed reason and the command actually sent, not copied from the
 raw text, so a targets row, a Best-of-N candidate and a DPO sample with the same (reason, action) are
 one string. Without a reason (constrained/score policies, experts, old trajectories) both modes give
-exactly `ACTION: a`, so nothing changes for policies that answer with a bare command.
+exactly `ACTION: a`, so nothing changes for policies that answer with a bare command. "state" reads
+no answer at all: the score is read at the prompt's last token, a value V(s) rather than Q(s, a) (the
+value model of process reward shaping, `agentprm.shaping`, trained on `targets --values` rows).
 
 `train_prm` fits it with soft BCE on Q̂ (Eq. 4; calibrated probabilities of eventual success) or
 with Bradley–Terry on same-state pairs (only the ordering; scores not calibrated), then reports
@@ -67,8 +69,8 @@ PRM_FORMAT, PRM_VERSION = "agentprm.prm", 2
 """Version 2 adds `reads` to prm.json; a version-1 file has none and reads as "action" (what it was
 trained on)."""
 LOSSES = ("soft-bce", "bradley-terry")
-Reads = Literal["answer", "action"]
-READS: tuple[str, ...] = ("answer", "action")
+Reads = Literal["answer", "action", "state"]
+READS: tuple[str, ...] = ("answer", "action", "state")
 
 
 def _autocast(device: torch.device) -> torch.autocast:
@@ -116,7 +118,10 @@ class PRM(nn.Module):
 
     def answer(self, action: str, reason: str | None = None) -> str:
         """The answer text this PRM reads after the prompt: `format_answer(action, reason)` when it
-        reads the whole answer, else (and whenever `reason` is None) exactly `ACTION: a`."""
+        reads the whole answer, nothing when it reads the state alone (a value model), else (and
+        whenever `reason` is None) exactly `ACTION: a`."""
+        if self.reads == "state":
+            return ""
         return format_answer(action, reason if self.reads == "answer" else None)
 
     def answers(self, actions: Sequence[str], reasons: Sequence[str | None] | None = None) -> list[str]:
@@ -192,7 +197,8 @@ class PRM(nn.Module):
         a_ids = self.token_ids(answers)
         scores = [0.0] * len(prompts)
         shared = self.backbone.base_model is not self.backbone
-        long = [i for i in range(len(prompts)) if not shared or len(p_ids[i]) + len(a_ids[i]) > self.max_length]
+        by_forward = not shared or self.reads == "state"  # no answer to run on top of a shared prompt
+        long = [i for i in range(len(prompts)) if by_forward or len(p_ids[i]) + len(a_ids[i]) > self.max_length]
         short = sorted(set(range(len(prompts))) - set(long), key=lambda i: -len(p_ids[i]))
         was_training = self.training
         self.eval()
@@ -294,7 +300,9 @@ def row_reasons(rows: Sequence[Mapping[str, Any]], column: str = "reason") -> li
 
 def evaluate(prm: PRM, rows: Sequence[dict], pairs: Sequence[dict], batch_size: int,
              acc: Accelerator | None = None) -> dict[str, Any]:
-    """Validation metrics. Label of a row = "episode won" (q > 0, i.e. some visit led to a win).
+    """Validation metrics. Label of a row = "episode won" (Q̂ > 0, i.e. some visit led to a win: the
+    row's `q_mc`, which differs from the trained-on q only for shaped targets; rows written before
+    `q_mc` existed use q).
     With an Accelerator of several processes each scores its share and every process gets all scores."""
 
     def logits(contexts: list[TurnContext], actions: list[str], reasons: list[str | None]) -> list[float]:
@@ -309,7 +317,7 @@ def evaluate(prm: PRM, rows: Sequence[dict], pairs: Sequence[dict], batch_size: 
     z = torch.tensor(logits([row_to_context(r) for r in rows], [r["action"] for r in rows], row_reasons(rows)))
     p = torch.sigmoid(z).numpy()
     q = np.array([r["q"] for r in rows])
-    won = (q > 0).astype(float)
+    won = (np.array([r.get("q_mc", r["q"]) for r in rows]) > 0).astype(float)
     bins = reliability_bins(p, won)
     m: dict[str, Any] = {
         "prm/val_bce": soft_bce(z, torch.tensor(q)).item(),
@@ -346,7 +354,8 @@ class PRMConfig:
     """"soft-bce" (Eq. 4 on Q̂; calibrated) or "bradley-terry" (same-state pairs; ranking only)."""
     reads: Reads = "answer"
     """What the PRM reads after the prompt: "answer" (the paper's: the policy's whole answer, `REASON:
-    r` + `ACTION: a`, the row's `reason` from targets) or "action" (`ACTION: a` alone). Saved in
+    r` + `ACTION: a`, the row's `reason` from targets), "action" (`ACTION: a` alone) or "state" (no
+    answer: a value model, on `targets --values` rows; the two must go together). Saved in
     prm.json, so Best-of-N and the policy step score the way it was trained. Rows without a reason
     (constrained/score policies, experts, older targets) read `ACTION: a` in both modes."""
     epochs: Count = 1
@@ -391,6 +400,19 @@ class PRMConfig:
             raise ConfigError(f"prm: need lr > 0 and max_length >= 8 (got lr={self.lr}, max_length={self.max_length})")
         if not (Path(self.data) / "train.parquet").is_file():
             raise ConfigError(f"prm: no {Path(self.data) / 'train.parquet'}; run the targets stage first")
+        values = targets_kind(self.data) == "values"
+        if values != (self.reads == "state"):
+            raise ConfigError(f"prm: reads={self.reads!r} on {'value' if values else 'state–action'} targets "
+                              f"({self.data}); a value model reads the state (--reads state) of `targets --values` "
+                              "rows, a PRM reads an action or answer of ordinary targets")
+
+
+def targets_kind(data: str | Path) -> str:
+    """"q", "values" or "shaped": what `targets` wrote under `data` (its summary.json; "q" if none)."""
+    try:
+        return str(json.loads((Path(data) / "summary.json").read_text(encoding="utf-8")).get("targets/kind", "q"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return "q"
 
 
 def _subsample(items: list[dict], n: int | None, seed: int) -> list[dict]:
