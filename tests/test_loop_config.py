@@ -182,3 +182,16 @@ def test_prm_reads_and_pair_delta_reach_the_stage_configs():
     assert PAIR_DELTA == 0.03
     assert run.targets_config(1).delta == TargetsConfig(rollouts=["r"], out="o").delta == PAIR_DELTA
     assert inspect.signature(targets_cli).parameters["delta"].default == PAIR_DELTA
+
+
+def test_shaping_reaches_the_targets_config_only_when_set():
+    from agentprm.loop import Run
+
+    plain = Run(load_config(CONFIGS / "smoke-tiny.yaml"), show=False).targets_config(1)
+    assert plain.shaping_value is None and not plain.values
+    run = Run(load_config(CONFIGS / "smoke-tiny.yaml", ["targets.shaping_value=runs/v/model",
+                                                        "targets.shaping_constant=2.5"]), show=False)
+    cfg = run.targets_config(2)
+    assert (cfg.shaping_value, cfg.shaping_constant, cfg.shaping_device) == ("runs/v/model", 2.5, run.cfg.device)
+    with pytest.raises(ConfigError, match="shaping_constant"):
+        load_config(CONFIGS / "smoke-tiny.yaml", ["targets.shaping_constant=0"])

@@ -355,6 +355,11 @@ def _summary(
         "episodes skipped). The paper's released code discounts by gamma^t from the episode start "
         "instead; we follow Eq. 1. Split by game (hash of game_id); pairs need |dq| >= delta."
     )
+    if cfg.values:
+        out["note"] += " Values: one row per state, q = V(s), the mean over all visits of the state, any action."
+    elif cfg.shaping_value:
+        out["note"] += (" Shaped (section 4): q = sigmoid(k*(y - mean y)), k = c/IQR(y), y = mean over visits of "
+                        "gamma^(T-1-t)*R + gamma*V_ref(s') - V_ref(s), V_ref = 0 after the last turn; q_mc = Eq. 1.")
     return out
 
 
