@@ -186,3 +186,14 @@ def test_value_model_then_shaped_targets_through_the_cli(tiny_model: str, tmp_pa
                  str(tmp_path / "sp"))
     assert r.returncode != 0 and "not a value model" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+    r = agentprm("train-policy", "--policy", tiny_model, "--prm", str(tmp_path / "vm"), "--states", str(roll),
+                 "--out", str(tmp_path / "pi1"), "--steps", "1")
+    assert r.returncode != 0 and "reads the state alone" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_value_model_is_refused_where_actions_are_judged(tiny_model: str) -> None:
+    from agentprm.agents.best_of_n import BestOfNAgent
+
+    value = PRM.from_spec(tiny_model, device="cpu", max_length=512, reads="state")
+    with pytest.raises(ConfigError, match="reads the state alone"):
+        BestOfNAgent(policy=None, prm=value, n=2)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agentprm.agents.base import AgentOutput
+from agentprm.errors import ConfigError
 from agentprm.prompts import TurnContext
 from agentprm.train.losses import best_of_n_choice
 
@@ -43,6 +44,9 @@ class BestOfNAgent:
     """An Agent that lets a PRM choose among a policy's N samples (the paper's Best-of-N)."""
 
     def __init__(self, policy: Sampler, prm: Scorer, n: int, prm_batch_size: int = 16):
+        if getattr(prm, "reads", None) == "state":  # a value model gives every candidate the same score
+            raise ConfigError("Best-of-N needs a PRM that reads actions; this one reads the state alone (a value "
+                              "model for shaping, `train-prm --reads state`)")
         self.policy, self.prm, self.n, self.prm_batch_size = policy, prm, n, prm_batch_size
         self.last_scores: list[list[float]] = []
 
