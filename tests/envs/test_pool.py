@@ -230,6 +230,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """The child starts with SIGINT unblocked and at its default, as from a shell, whatever state the
+    test process is in: a child inherits an ignored or blocked SIGINT, and then never sees the Ctrl-C
+    (in the full suite under CI it once waited out the timeout with nothing on stderr)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to see the workers")
 def test_ctrl_c_stops_every_worker_without_worker_tracebacks(tmp_path):
     script = tmp_path / "ctrl_c.py"
@@ -240,6 +248,7 @@ def test_ctrl_c_stops_every_worker_without_worker_tracebacks(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, so the signal below reaches it like a terminal's
+        preexec_fn=_sigint_as_at_a_terminal,
     )
     pids = [int(p) for p in proc.stdout.readline().split()]
     for pid in pids:  # the workers alone first: they must shrug it off
