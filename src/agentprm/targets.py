@@ -206,7 +206,8 @@ def _episode_visits(ep: Episode, gamma: float) -> Iterable[tuple[TurnContext, St
 
 
 def usable(episodes: Iterable[Episode]) -> list[Episode]:
-    """Episodes with a known outcome and at least one turn (failed and empty ones are skipped)."""
+    """Episodes played to their end with at least one turn: a failed worker's episode (outcome and
+    last turns unknown) and an empty one are skipped, here and by InversePRM's transitions."""
     return [ep for ep in episodes if ep.failed is None and ep.steps]
 
 

@@ -46,7 +46,7 @@ from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
 from agentprm.models import training_attention
 from agentprm.prompts import TurnContext
-from agentprm.targets import split_of
+from agentprm.targets import split_of, usable
 from agentprm.train.losses import inverse_prm_loss
 from agentprm.train.prm import PRM, _autocast, _save_checkpoint, _versions, optimizer_and_scheduler
 from agentprm.trajectory import Episode, load_episodes
@@ -71,14 +71,10 @@ class Transition:
         return self.next_context is None
 
 
-def _usable(episodes: Iterable[Episode]) -> Iterable[Episode]:
-    return (ep for ep in episodes if ep.failed is None and ep.steps)
-
-
 def expert_transitions(episodes: Iterable[Episode]) -> list[Transition]:
     """Expert transitions of demonstrations, in episode and turn order (see the module docstring)."""
     out = []
-    for ep in _usable(episodes):
+    for ep in usable(episodes):
         ctxs, steps = contexts_from_episode(ep), ep.steps
         labels = [s.expert_action or s.action for s in steps]  # the expert's action at each state
         for t, step in enumerate(steps):
@@ -94,7 +90,7 @@ def learner_transitions(episodes: Iterable[Episode]) -> list[Transition]:
     """Learner transitions of rollouts (of one or several iterations, pooled), a′ the action the
     learner took at s′ in the same episode."""
     out = []
-    for ep in _usable(episodes):
+    for ep in usable(episodes):
         ctxs, steps = contexts_from_episode(ep), ep.steps
         for t, step in enumerate(steps):
             last = t == len(steps) - 1
