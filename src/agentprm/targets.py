@@ -185,7 +185,9 @@ class _Visits:
     task_type: str
     t: int
     returns: list[float] = field(default_factory=list)
-    shaped: list[float] = field(default_factory=list)
+    """Eq. 1's return of every visit (q_mc)."""
+    targets: list[float] = field(default_factory=list)
+    """What q averages: the same returns, or the shaped y of every visit."""
     games: set[str] = field(default_factory=set)
     reasons: Counter[str | None] = field(default_factory=Counter)
 
@@ -223,15 +225,16 @@ def aggregate(
         split = split_of(ep.game_id, cfg.val_fraction, cfg.seed)
         visits = list(_episode_visits(ep, cfg.gamma))
         states = [state_key(ctx) for ctx, *_ in visits]
-        shaped = shaping.returns(states, 1.0 if ep.won else 0.0, cfg.gamma) if shaping else [0.0] * len(visits)
+        returns = [ret for *_, ret in visits]
+        targets = shaping.returns(states, 1.0 if ep.won else 0.0, cfg.gamma) if shaping else returns
         keys = []
-        for (ctx, step, t, ret), s_key, y in zip(visits, states, shaped, strict=True):
+        for (ctx, step, t, ret), s_key, y in zip(visits, states, targets, strict=True):
             action = "" if cfg.values else step.action
             k = (split, s_key if cfg.values else pair_key(ctx, action))
             if k not in table:
                 table[k] = _Visits(ctx=ctx, action=action, task_type=ep.task_type, t=t)
             table[k].returns.append(ret)
-            table[k].shaped.append(y)
+            table[k].targets.append(y)
             table[k].games.add(ep.game_id)
             table[k].reasons[None if cfg.values else step.reason or None] += 1
             keys.append(k[1])
@@ -240,8 +243,8 @@ def aggregate(
     return table
 
 
-def _row(split: str, key: str, v: _Visits, history_window: int | None, shaped: bool) -> dict[str, Any]:
-    """One targets row; q is the mean shaped return y when `shaped` (squashed later, `Shaping`)."""
+def _row(split: str, key: str, v: _Visits, history_window: int | None) -> dict[str, Any]:
+    """One targets row; shaped rows hold the mean y as q until `Shaping.squash_rows`."""
     history = v.ctx.history
     if history_window is not None:
         history = history[-history_window:] if history_window else []
@@ -257,7 +260,7 @@ def _row(split: str, key: str, v: _Visits, history_window: int | None, shaped: b
         "admissible_actions": list(v.ctx.admissible_actions),
         "action": v.action,
         "reason": representative_reason(v.reasons),
-        "q": float(np.mean(v.shaped if shaped else v.returns)),
+        "q": float(np.mean(v.targets)),
         "visits": len(v.returns),
         "t": v.t,
         "q_mc": float(np.mean(v.returns)),
@@ -381,7 +384,7 @@ def build_targets(cfg: TargetsConfig, value_model: StateScorer | None = None) ->
     table = aggregate(episodes, cfg, chains, shaping)
     rows: dict[str, list] = {s: [] for s in SPLITS}
     for (split, key), v in table.items():
-        rows[split].append(_row(split, key, v, cfg.history_window, shaping is not None))
+        rows[split].append(_row(split, key, v, cfg.history_window))
     shaped = shaping.squash_rows([r for split in SPLITS for r in rows[split]]) if shaping else {}
     pairs: dict[str, list] = {}
     for split in SPLITS:
