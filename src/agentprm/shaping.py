@@ -124,11 +124,6 @@ class Shaping:
 def load_value_model(path: str, device: str | None = None) -> StateScorer:
     """The value model of `path` (a PRM folder or train-prm output that reads the state); ConfigError
     if it reads actions (a PRM, not a value model), ModelLoadError if missing or corrupt."""
-    from agentprm.errors import ConfigError
     from agentprm.train.prm import PRM
 
-    prm = PRM.load(path, device=device)
-    if prm.reads != "state":
-        raise ConfigError(f"{path} is a PRM that reads the {prm.reads}, not a value model; train one with "
-                          "`agentprm targets --values` then `agentprm train-prm --reads state`")
-    return prm
+    return PRM.load(path, device=device, value_model=True)

@@ -173,10 +173,7 @@ class PolicyTrainer:
         self.ref = resolve_model(cfg.policy, device, cfg.dtype)[0] if cfg.method == "dpo" else None
         if self.ref is not None:
             self.ref.requires_grad_(False)
-        self.prm = PRM.load(cfg.prm, device=device)
-        if self.prm.reads == "state":  # a value model scores every sample of a state alike: no pair to learn
-            raise ConfigError(f"{cfg.prm} reads the state alone (a value model for shaping); the policy step "
-                              "needs a PRM that reads actions")
+        self.prm = PRM.load(cfg.prm, device=device, value_model=False)
         self.states = load_states(cfg.states, cfg.seed)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr)
         self.sched = get_scheduler("linear", self.opt, cfg.warmup_steps, cfg.steps)

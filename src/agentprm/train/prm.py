@@ -257,8 +257,11 @@ class PRM(nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, dtype: str | None = None) -> PRM:
-        """A saved PRM; `path` may also be a `train_prm` output folder (its model/ is used)."""
+    def load(cls, path: str | Path, device: str | None = None, dtype: str | None = None,
+             value_model: bool | None = None) -> PRM:
+        """A saved PRM; `path` may also be a `train_prm` output folder (its model/ is used). With
+        `value_model` True (shaping) it must read the state alone, with False (scoring actions) it must
+        not; a mismatch is a ConfigError, raised before any weight is loaded."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -280,6 +283,12 @@ class PRM(nn.Module):
         if reads not in READS:
             raise ModelLoadError(f"{path}/prm.json has reads={reads!r}, not one of {', '.join(READS)}; retrain the "
                                  "PRM or restore the file")
+        if value_model is True and reads != "state":
+            raise ConfigError(f"{path} is a PRM that reads the {reads}, not a value model; train one with "
+                              "`agentprm targets --values` then `agentprm train-prm --reads state`")
+        if value_model is False and reads == "state":  # it would score every action of a state alike
+            raise ConfigError(f"{path} reads the state alone (a value model for shaping); this step needs a PRM "
+                              "that reads actions")
         prm = cls.from_spec(str(path / "backbone"), device, dtype, meta["history_window"], meta["max_length"], reads)
         head = path / "head.safetensors"
         try:
