@@ -35,3 +35,7 @@ PAIR_DELTA = 0.03
 """Default δ, the minimum Q̂ gap between two actions at one state for a Bradley–Terry pair: the paper's
 released config. Small on purpose: Q̂ of a pair visited a few times moves in steps of γ^k/visits, and a
 large δ throws most same-state preferences away."""
+
+SHAPING_CONSTANT = 3.0
+"""Default c of process reward shaping's squashing, steepness c / IQR (`agentprm.shaping`): the paper's
+released config (`compute_shaped_prm_target.yaml`)."""

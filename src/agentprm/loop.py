@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agentprm.atomic import write_json, write_text
 from agentprm.bounds import (
     PAIR_DELTA,
+    SHAPING_CONSTANT,
     Count,
     Discount,
     Fraction,
@@ -147,7 +148,7 @@ class TargetsSection(_Section):
     shaping_value: str | None = Field(None, description="process reward shaping (§4): a value model folder "
                                       "(`targets --values` + `train-prm --reads state` on a reference policy's "
                                       "rollouts) whose V_ref shapes every iteration's targets; None: off")
-    shaping_constant: Positive = Field(3.0, description="steepness c/IQR of the shaped targets' squashing "
+    shaping_constant: Positive = Field(SHAPING_CONSTANT, description="steepness c/IQR of the shaped targets' squashing "
                                     "into [0, 1] (3.0: the paper's released config)")
 
 

@@ -43,9 +43,6 @@ from agentprm.prompts import TurnContext
 from agentprm.train.losses import discounted_return
 from agentprm.trajectory import Episode
 
-SHAPING_CONSTANT = 3.0
-"""c of the squashing, as in the paper's released config (`compute_shaped_prm_target.yaml`)."""
-
 
 def shaping_terms(values: Sequence[float], gamma: float) -> list[float]:
     """γ·V(s_{t+1}) − V(s_t) for t = 0..T−1 of a T-turn episode, `values[t]` = V(s_t), V(s_T) = 0."""

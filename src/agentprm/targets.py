@@ -59,11 +59,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agentprm.atomic import write_json
-from agentprm.bounds import PAIR_DELTA, Discount, Fraction, NonNegInt, Positive, Probability
+from agentprm.bounds import PAIR_DELTA, SHAPING_CONSTANT, Discount, Fraction, NonNegInt, Positive, Probability
 from agentprm.contexts import contexts_from_episode, history_from_json, history_to_json
 from agentprm.errors import ConfigError
 from agentprm.prompts import TurnContext
-from agentprm.shaping import SHAPING_CONSTANT, Shaping, StateScorer, load_value_model, state_values
+from agentprm.shaping import Shaping, StateScorer, load_value_model, state_values
 from agentprm.train.losses import discounted_return
 from agentprm.trajectory import Episode, Step, load_episodes, trajectory_files
 
