@@ -7,14 +7,12 @@ from pathlib import Path
 
 
 def main():
-    from agentprm.agents.policy import LMPolicy, PolicyConfig
     from agentprm.loop import Run, load_config
     from agentprm.rollout import make_jobs, run_rollouts
 
     run = Run(load_config("configs/cpu-small.yaml"), show=False)
     games = run.heldout_games()
-    pol = LMPolicy.from_spec(sys.argv[1], PolicyConfig(mode="constrained", cpu_bf16=True, temperature=0.0,
-                                                       history_window=None, max_new_tokens=24, batch_size=64))
+    pol = run._lm(sys.argv[1], 0.0)  # the loop's own greedy acting config (constrained, bf16 autocast)
     t = time.time()
     eps = run_rollouts(pol, make_jobs(games), Path(sys.argv[2]), workers=2, max_steps=30, max_in_flight=64,
                        show_progress=False)

@@ -2,8 +2,11 @@
 # Process reward shaping (§4) and InversePRM (§3) against plain AgentPRM at the CPU scale, low-sample regime.
 # Run from the repository root after the main job (`agentprm train --config configs/cpu-small.yaml`), which
 # leaves π0 (runs/cpu-small/pi0/model), its 1,200 handcoded-expert demos and its 300 iteration-1 rollouts.
-# Measured with S=/work/dev/shape (README: "Shaping and InversePRM in the low-sample regime"; figures in
-# results.json beside this script); every π1 gets the same
+# The figures (README: "Shaping and InversePRM in the low-sample regime"; results.json beside this script) came
+# from these same commands run as four scripts with S=/work/dev/shape and other output names (pi1-X was dpo-X,
+# its evaluations ho-dpo-X and vs-dpo-X); this file collects them and was not itself run end to end. The
+# held-out evaluations used a copy of heldout_policy.py with the acting config written out (the same as the
+# loop's; this file's version reproduces π0's 12/60). Every π1 gets the same
 # DPO step (40 steps, lr 3e-5, 32 states × 4 samples) and the same evaluations (60 held-out train games:
 # heldout_policy.py; the 75 valid_seen games of the main job's task types).
 set -eux

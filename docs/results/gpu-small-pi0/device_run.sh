@@ -1,7 +1,7 @@
+#!/usr/bin/env bash
 # As run on the lent H100 machine (repository root, with .gpu/ carried: ../shared/wheelhouse/*.whl in .gpu/wheels,
 # valid_seen.tar.xz and train.tar.xz, demos.jsonl.xz = the first run's demos, diag.py = sft_attention_diag.py beside this).
 # Calls: 1) bash .gpu/call1.sh  2) bash .gpu/run.sh gpu-small 575 --config configs/gpu-small.yaml --set device=cuda  3) bash .gpu/call3.sh
-#!/usr/bin/env bash
 # usage: bash .gpu/run.sh NAME BUDGET_S [agentprm train args...]  (device machine, repo root; run in /root/runs/NAME)
 set -u
 name=$1; budget=$2; shift 2
