@@ -14,8 +14,11 @@ DEMONSTRATORS = ("walkthrough", "handcoded", "planner")
 def make_agent(
     policy: str, mode: str, temperature: float, top_p: float, max_new_tokens: int, history_window: int | None,
     seed: int, batch_size: int, prm: Path | None = None, best_of: int = 1, explore: bool = False,
+    cpu_bf16: bool = False,
 ) -> Agent:
-    """The agent behind --policy (and --prm/--best-of): an LM policy, Best-of-N, or an API model."""
+    """The agent behind --policy (and --prm/--best-of): an LM policy, Best-of-N, or an API model.
+    `cpu_bf16`: act under bf16 autocast on the CPU, as the loop does with `acting.cpu_bf16`, so that a
+    policy the loop evaluated can be re-evaluated to the same figures."""
     if policy.startswith("openai:"):
         from agentprm.agents.openai_chat import agent_from_spec
 
@@ -23,7 +26,8 @@ def make_agent(
     from agentprm.agents.policy import LMPolicy, PolicyConfig
 
     cfg = PolicyConfig(mode=mode, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                       history_window=history_window, explore=explore, seed=seed, batch_size=batch_size)
+                       history_window=history_window, explore=explore, seed=seed, batch_size=batch_size,
+                       cpu_bf16=cpu_bf16)
     lm = LMPolicy.from_spec(policy, cfg)
     if prm is None or best_of <= 1:
         return lm

@@ -30,6 +30,8 @@ MaxNewTokensOpt = Annotated[int, typer.Option("--max-new-tokens", help="answer b
 HistoryOpt = Annotated[int, typer.Option("--history", help="turns of history in the prompt (-1: all; what "
                                           "models built from scratch are trained with)")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="sequences per forward pass")]
+CpuBf16Opt = Annotated[bool, typer.Option("--cpu-bf16", help="act under bf16 autocast on the CPU, as the loop "
+                                          "does with acting.cpu_bf16 (faster; greedy choices can differ from fp32)")]
 InFlightOpt = Annotated[int, typer.Option("--in-flight", help="episodes played at once")]
 RetriesOpt = Annotated[int, typer.Option(
     "--retries", min=0, help="replays of an episode lost to an env fault (worker crash or hang) before it is "
@@ -91,6 +93,7 @@ def rollout(
     max_new_tokens: MaxNewTokensOpt = 48,
     history_window: HistoryOpt = 8,
     batch_size: BatchSizeOpt = 32,
+    cpu_bf16: CpuBf16Opt = False,
     max_in_flight: InFlightOpt = 64,
     reset_fraction: Annotated[float, typer.Option(
         "--reset-fraction", help="share of episodes started along the expert walkthrough (reset distribution)")] = 0.0,
@@ -107,11 +110,12 @@ def rollout(
     """Sample trajectories from a policy (K repeats per game); rerunning continues where it stopped."""
     specs = select_games(split, games, task_type, seed)
     agent = make_agent(policy, mode, temperature, top_p, max_new_tokens, history_arg(history_window), seed, batch_size,
-                       explore=explore)
+                       explore=explore, cpu_bf16=cpu_bf16)
     plans = read_walkthroughs(specs) if reset_fraction > 0 else {}
     jobs = reset_distribution_jobs(specs, repeats, seed, reset_fraction, plans)
     extra = {"command": "rollout", "split": split, "games": len(specs), "repeats": repeats, "mode": mode,
-             "temperature": temperature, "reset_fraction": reset_fraction, "explore": explore, "seed": seed,
+             "temperature": temperature, "reset_fraction": reset_fraction, "explore": explore, "cpu_bf16": cpu_bf16,
+             "seed": seed,
              "max_steps": max_steps, "expert_labels": expert_labels}
     if expert_labels is not None and expert_labels not in EXPERTS:
         raise ConfigError(f"--expert-labels {expert_labels!r}: choose one of {', '.join(EXPERTS)}")
@@ -140,6 +144,7 @@ def evaluate(
     max_new_tokens: MaxNewTokensOpt = 48,
     history_window: HistoryOpt = 8,
     batch_size: BatchSizeOpt = 32,
+    cpu_bf16: CpuBf16Opt = False,
     max_in_flight: InFlightOpt = 64,
     out: OutOpt = Path("runs/eval"),
     workers: WorkersOpt = None,
@@ -154,12 +159,12 @@ def evaluate(
     specs = select_games(split, games, task_type, seed)
     temp = bon_temperature if prm is not None and best_of > 1 else temperature
     agent = make_agent(policy, mode, temp, 1.0, max_new_tokens, history_arg(history_window), seed, batch_size, prm,
-                       best_of)
+                       best_of, cpu_bf16=cpu_bf16)
     if lookahead is not None:
         agent = with_lookahead(agent, lookahead, lookahead_gamma, specs, max_steps, lookahead_workers)
     extra = {"command": "eval", "split": split, "games": len(specs), "mode": mode, "temperature": temp,
              "best_of": best_of, "prm": str(prm) if prm else None, "lookahead": lookahead,
-             "lookahead_gamma": lookahead_gamma if lookahead is not None else None, "seed": seed,
+             "lookahead_gamma": lookahead_gamma if lookahead is not None else None, "cpu_bf16": cpu_bf16, "seed": seed,
              "max_steps": max_steps}
     with closing(agent) if hasattr(agent, "close") else nullcontext():  # the look-ahead's spare envs
         play_and_report(agent, make_jobs(specs, 1, seed), out, f"{agent.policy_id} on {split}", workers, max_steps,
