@@ -128,6 +128,27 @@ def test_training_never_reads_outcome_labels(data: tuple[Path, Path, Path], tmp_
     assert a["inverse/data/train_learner_transitions"] == 30 and a["inverse/data/train_learner_terminal"] == 10
 
 
+def test_transition_caps_take_the_same_seeded_sample_per_side(data: tuple[Path, Path, Path], tmp_path: Path,
+                                                               tiny_model: str) -> None:
+    """max_transitions caps training and max_val_transitions validation, per side, in input order; the
+    split itself is unchanged (val_fraction 0.5: 6 expert and 12 learner validation transitions)."""
+    from agentprm.train.inverse import _load
+
+    demos, rollouts, _ = data
+    whole = _load(config(demos, rollouts, tmp_path / "w", tiny_model, val_fraction=0.5))
+    assert len(whole["val", "expert"]) == 6 and len(whole["val", "learner"]) == 12
+    capped = _load(config(demos, rollouts, tmp_path / "c", tiny_model, val_fraction=0.5, max_transitions=5,
+                          max_val_transitions=4))
+    again = _load(config(demos, rollouts, tmp_path / "c", tiny_model, val_fraction=0.5, max_transitions=5,
+                         max_val_transitions=4))
+    for split, side in whole:
+        n = 5 if split == "train" else 4
+        kept = capped[split, side]
+        assert len(kept) == min(n, len(whole[split, side])) and kept == again[split, side]
+        order = [whole[split, side].index(x) for x in kept]
+        assert order == sorted(order)
+
+
 # -- the command line ---------------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 PRM_FORMAT, PRM_VERSION = "agentprm.prm", 2
 """Version 2 adds `reads` to prm.json; a version-1 file has none and reads as "action" (what it was
 trained on)."""
@@ -424,7 +425,9 @@ def targets_kind(data: str | Path) -> str:
         return "q"
 
 
-def _subsample(items: list[dict], n: int | None, seed: int) -> list[dict]:
+def seeded_subset(items: list[T], n: int | None, seed: int) -> list[T]:
+    """At most `n` of `items` (all when `n` is None), a seeded sample kept in input order, so a capped
+    run reads the same rows (or transitions) every time it is resumed or repeated."""
     if n is None or len(items) <= n:
         return items
     keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:n]
@@ -436,7 +439,7 @@ def _load_split(cfg: PRMConfig, split: str) -> tuple[list[dict], list[dict]]:
     data = Path(cfg.data)
     rows = read_rows(data / f"{split}.parquet") if (data / f"{split}.parquet").is_file() else []
     pairs = read_rows(data / f"pairs_{split}.parquet") if (data / f"pairs_{split}.parquet").is_file() else []
-    return _subsample(rows, cfg.max_rows, cfg.seed), _subsample(pairs, cfg.max_rows, cfg.seed)
+    return seeded_subset(rows, cfg.max_rows, cfg.seed), seeded_subset(pairs, cfg.max_rows, cfg.seed)
 
 
 def _packed_examples(prm: PRM, rows: list[dict], chains: list[dict]) -> tuple[list[tuple], set[str]]:
