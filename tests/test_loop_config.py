@@ -190,8 +190,10 @@ def test_shaping_reaches_the_targets_config_only_when_set():
     plain = Run(load_config(CONFIGS / "smoke-tiny.yaml"), show=False).targets_config(1)
     assert plain.shaping_value is None and not plain.values
     run = Run(load_config(CONFIGS / "smoke-tiny.yaml", ["targets.shaping_value=runs/v/model",
-                                                        "targets.shaping_constant=2.5"]), show=False)
+                                                        "targets.shaping_constant=2.5",
+                                                        "targets.shaping_centre=median"]), show=False)
     cfg = run.targets_config(2)
     assert (cfg.shaping_value, cfg.shaping_constant, cfg.shaping_device) == ("runs/v/model", 2.5, run.cfg.device)
+    assert cfg.shaping_centre == "median"
     with pytest.raises(ConfigError, match="shaping_constant"):
         load_config(CONFIGS / "smoke-tiny.yaml", ["targets.shaping_constant=0"])

@@ -12,7 +12,8 @@ Hand values use γ = 0.5 and a stub V_ref by observation: V(O0) = 0.2, V(O1) = 0
 Rows, mean y over visits (q_mc: Eq. 1's Q̂): (s0, A) (0.25 + 0)/2 = 0.125 (q_mc 0.125); (s1, B) 0.4 (0.5);
 (s2, C) 0.4 (1); (s1, D) −0.4 (0); (s0, F) 0.8 (1). Squashing with c = 2.2: sorted y = −0.4, 0.125, 0.4,
 0.4, 0.8, so (numpy's linear percentiles) q25 = 0.125, q75 = 0.4, IQR 0.275, k = 2.2/0.275 = 8; mean y
-= 1.325/5 = 0.265; q = σ(8·(y − 0.265)) = σ(−1.12), σ(1.08), σ(1.08), σ(−5.32), σ(4.28).
+= 1.325/5 = 0.265; q = σ(8·(y − 0.265)) = σ(−1.12), σ(1.08), σ(1.08), σ(−5.32), σ(4.28). Centred on the
+median y = 0.4 instead: q = σ(8·(y − 0.4)) = σ(−2.2), σ(0), σ(0), σ(−6.4), σ(3.2).
 
 Value targets of the same episodes, one row per state: V̂(s0) = (0.25 + 0 + 1)/3, V̂(s1) = (0.5 + 0)/2,
 V̂(s2) = 1.
@@ -94,6 +95,9 @@ def test_shaping_formula_by_hand() -> None:
     assert (centre, k) == (pytest.approx(0.265), pytest.approx(8.0))
     assert q == pytest.approx([sigmoid(x) for x in (-1.12, 1.08, 1.08, -5.32, 4.28)])
     assert squash([0.3, 0.3], C) == ([0.5, 0.5], pytest.approx(0.3), 1.0)  # IQR 0: k = 1, as released
+    q, centre, k = squash([0.125, 0.4, 0.4, -0.4, 0.8], C, "median")
+    assert (centre, k) == (pytest.approx(0.4), pytest.approx(8.0))
+    assert q == pytest.approx([sigmoid(x) for x in (-2.2, 0.0, 0.0, -6.4, 3.2)])
 
 
 def test_shaped_targets_by_hand(tmp_path: Path) -> None:
@@ -112,6 +116,13 @@ def test_shaped_targets_by_hand(tmp_path: Path) -> None:
     assert got == pytest.approx([8.0, 0.265, -0.4, 0.8])
     pairs = read_rows(tmp_path / "out" / "pairs_train.parquet")  # pairs come from the shaped q
     assert sorted((p["chosen"], p["rejected"]) for p in pairs) == [("B", "D"), ("F", "A")]
+    median = build_targets(config(tmp_path, "median", shaping_value="stub", shaping_constant=C,
+                                  shaping_centre="median"), value_model=stub)
+    rows = read_rows(tmp_path / "median" / "train.parquet")
+    for ep, t, z in [(EP_A, 0, -2.2), (EP_A, 1, 0.0), (EP_B, 1, -6.4), (EP_C, 0, 3.2)]:
+        assert row_of(rows, ep, t)["q"] == pytest.approx(sigmoid(z))
+    got = [median[f"targets/shaping/{k}"] for k in ("centre", "y_centre", "y_mean", "k")]
+    assert got == ["median", pytest.approx(0.4), pytest.approx(0.265), pytest.approx(8.0)]
 
 
 def test_value_targets_by_hand_and_plain_targets_unchanged(tmp_path: Path) -> None:

@@ -150,6 +150,8 @@ class TargetsSection(_Section):
                                       "rollouts) whose V_ref shapes every iteration's targets; None: off")
     shaping_constant: Positive = Field(SHAPING_CONSTANT, description="steepness c/IQR of the shaped targets' squashing "
                                     "into [0, 1] (3.0: the paper's released config)")
+    shaping_centre: Literal["mean", "median"] = Field("mean", description="centre of that squashing: mean (the "
+                                                      "released code) or median (agentprm.shaping)")
 
 
 class PRMSection(_Section):
@@ -625,7 +627,7 @@ class Run:
                   "val_fraction": t.val_fraction, "delta": t.delta, "seed": self.cfg.seed}
         if t.shaping_value is not None:
             values |= {"shaping_value": t.shaping_value, "shaping_constant": t.shaping_constant,
-                       "shaping_device": self.cfg.device}
+                       "shaping_centre": t.shaping_centre, "shaping_device": self.cfg.device}
         return build_config(TargetsConfig, values, drop_none=False)
 
     def targets(self, i: int) -> None:

@@ -10,7 +10,7 @@ What is computed, following the paper's released code (`compute_shaped_prm_targe
 
     y(visit at turn t) = γ^(T−1−t)·R + γ·V_ref(s_{t+1}) − V_ref(s_t)      V_ref(s_T) := 0
     y(s, a)            = mean of y over the visits of (s, a)
-    q(s, a)            = σ(k·(y(s, a) − mean y)),   k = c / IQR(y)           (over all rows)
+    q(s, a)            = σ(k·(y(s, a) − centre)),   k = c / IQR(y)           (over all rows)
 
 - The first term is Eq. 1's own return (`train.losses.discounted_return`); the shaping term is the
   reference's one-step advantage of the logged action (without the reward, which the return holds).
@@ -21,6 +21,10 @@ What is computed, following the paper's released code (`compute_shaped_prm_targe
 - y leaves [0, 1] (it is negative where an action lost value), while soft BCE (Eq. 4) needs
   probabilities, so y is squashed by a logistic centred on its mean with steepness c/IQR, c the
   `shaping_constant` (3.0 in the released config; a larger c separates the rows more sharply). The
+  released code centres on the mean while its comment says median; `centre="median"` is offered
+  because with 0/1 outcomes, mostly losses, the few won games pull the mean above nearly every lost
+  game's y, and at k = c/IQR nearly every row then squashes to q ≈ 0 (measured: 774 of 801 rows
+  below 0.1); the median splits the rows by whether the action raised V_ref. The
   squashed q orders rows as y does but is no longer a probability of success: a shaped PRM ranks
   actions (Best-of-N, online DPO) and its calibration is not meaningful. Rows keep the unshaped Q̂
   as `q_mc`, the label validation AUC is measured against.
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -56,16 +60,20 @@ def shaped_returns(values: Sequence[float], R: float, gamma: float) -> list[floa
     return [discounted_return(T, t, R, gamma) + term for t, term in enumerate(shaping_terms(values, gamma))]
 
 
-def squash(ys: Sequence[float], constant: float) -> tuple[list[float], float, float]:
-    """σ(k·(y − mean y)) of every y, k = constant / IQR(y) (k = 1 when the IQR is 0, as released);
-    returns the squashed values, the centre and k."""
+Centre = Literal["mean", "median"]
+CENTRES: tuple[Centre, ...] = ("mean", "median")
+
+
+def squash(ys: Sequence[float], constant: float, centre: Centre = "mean") -> tuple[list[float], float, float]:
+    """σ(k·(y − c_y)) of every y, k = constant / IQR(y) (k = 1 when the IQR is 0, as released), c_y
+    the mean (as released) or the median of y; returns the squashed values, c_y and k."""
     y = np.asarray(ys, dtype=float)
     if y.size == 0:
         return [], 0.0, 1.0
     q75, q25 = np.percentile(y, [75, 25])
     k = constant / (q75 - q25) if q75 > q25 else 1.0
-    centre = float(y.mean())
-    return (1.0 / (1.0 + np.exp(-k * (y - centre)))).tolist(), centre, float(k)
+    at = float(np.median(y) if centre == "median" else y.mean())
+    return (1.0 / (1.0 + np.exp(-k * (y - at)))).tolist(), at, float(k)
 
 
 class StateScorer(Protocol):
@@ -96,6 +104,8 @@ class Shaping:
     constant: float
     source: str
     """The value model's path, as given."""
+    centre: Centre = "mean"
+    """Where the squashing is centred (`squash`)."""
 
     def returns(self, state_keys: Sequence[str], R: float, gamma: float) -> list[float]:
         """y_t of one episode whose turn t is at state state_keys[t] and whose outcome is R."""
@@ -104,14 +114,16 @@ class Shaping:
     def squash_rows(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Replace every row's q (the mean y) by its squashed value, in place; the summary entries."""
         ys = [r["q"] for r in rows]
-        qs, centre, k = squash(ys, self.constant)
+        qs, at, k = squash(ys, self.constant, self.centre)
         for r, q in zip(rows, qs, strict=True):
             r["q"] = q
         return {
             "targets/shaping/value_model": self.source,
             "targets/shaping/constant": self.constant,
             "targets/shaping/mean_v_ref": float(np.mean(list(self.values.values()))) if self.values else None,
-            "targets/shaping/y_mean": centre,
+            "targets/shaping/centre": self.centre,
+            "targets/shaping/y_centre": at,
+            "targets/shaping/y_mean": float(np.mean(ys)) if ys else None,
             "targets/shaping/y_min": float(min(ys)) if ys else None,
             "targets/shaping/y_max": float(max(ys)) if ys else None,
             "targets/shaping/k": k,

@@ -72,6 +72,8 @@ def targets(
         "--shaping-value", help="value model folder: shape the targets with its V_ref (§4)")] = None,
     shaping_constant: Annotated[float | None, typer.Option(
         "--shaping-constant", help="steepness c/IQR of the shaped targets' squashing into [0, 1] (3.0)")] = None,
+    shaping_centre: Annotated[str | None, typer.Option(
+        "--shaping-centre", help="centre of that squashing: mean (the released code) or median")] = None,
     overrides: SetOpt = None,
 ) -> None:
     """Monte-Carlo Q̂ targets (Eq. 1) for every state–action seen, plus Bradley–Terry pairs, as parquet;
@@ -81,7 +83,8 @@ def targets(
     cfg = build_config(TargetsConfig, {"rollouts": [str(r) for r in rollouts], "out": str(out), "gamma": gamma,
                                        "delta": delta, "val_fraction": val_fraction, "values": values,
                                        "shaping_value": None if shaping_value is None else str(shaping_value),
-                                       "shaping_constant": shaping_constant}, overrides)
+                                       "shaping_constant": shaping_constant, "shaping_centre": shaping_centre},
+                       overrides)
     summary = build_targets(cfg)
     console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
 
