@@ -21,7 +21,11 @@ def test_iteration_row_reads_targets_prm_and_the_dpo_log(tmp_path: Path) -> None
     (it / "policy" / "metrics.jsonl").write_text("\n".join(map(json.dumps, log)) + "\n{\"step\": 3, \"dpo")  # torn
     row = _diagnostics(tmp_path)[-1]
     # pairs (4+6)/2 = 5.0, gap (0.02+0.04)/2 = 0.03, margin (0.1+0.3)/2 = 0.2, KL at the last step 0.75
-    assert row == "| iter1 | 3/10 | 0.250 | 40 | 0.800 | 0.300 | 0.050 | 5.0 | 0.03 | 0.200 | 0.75 |"
+    assert row == "| iter1 | 3/10 | 0.250 | 40 rows | 0.800 | 0.300 | 0.050 | 5.0 | 0.03 | 0.200 | 0.75 |"
+    # a Bradley–Terry PRM trained on the same-state pairs, not the rows: its row says so
+    (it / "prm" / "summary.json").write_text(json.dumps(
+        {"prm/auc": 0.46, "prm/data/train_pairs": 84, "prm/val_pair_acc": 0.56, "config": {"loss": "bradley-terry"}}))
+    assert _diagnostics(tmp_path)[-1].startswith("| iter1 | 3/10 | 0.250 | 84 pairs (val pair accuracy 0.56) | 0.460 |")
 
 
 

@@ -143,18 +143,23 @@ def _diagnostics(run_dir: Path) -> list[str]:
         margin = [h["dpo/rewards/margin"] for h in steps if "dpo/rewards/margin" in h]
         gap = [h["prm/pair_gap"] for h in steps if "prm/pair_gap" in h]
         kl = steps[-1].get("policy/kl") if steps else None
-        rows.append(f"| {it.name} | {won}/{used} | {f(t.get('targets/mean_q'))} | {t.get('targets/train/rows', '–')} | "
+        trained_on = "–" if t.get("targets/train/rows") is None else f"{t['targets/train/rows']} rows"
+        if p.get("config", {}).get("loss") == "bradley-terry":  # it read the pairs, not the rows
+            acc = f(p.get("prm/val_pair_acc"), ".2f")
+            trained_on = f"{p.get('prm/data/train_pairs', '–')} pairs (val pair accuracy {acc})"
+        rows.append(f"| {it.name} | {won}/{used} | {f(t.get('targets/mean_q'))} | {trained_on} | "
                     f"{f(p.get('prm/auc'))} | {f(p.get('prm/val_bce'))} | {f(p.get('prm/ece'))} | "
                     f"{f(pairs, '.1f')} | {f(sum(gap) / len(gap) if gap else None, '.2g')} | "
                     f"{f(sum(margin) / len(margin) if margin else None)} | {f(kl, '.2f')} |")
     if not rows:
         return []
     out = ["", "## Per iteration", "",
-            "Rollouts won / used, mean Q̂, PRM training rows; PRM validation AUC (won vs lost, held-out games), "
+            "Rollouts won / used, mean Q̂, what the PRM trained on (Q̂ rows; same-state pairs for a Bradley–Terry PRM, "
+            "with their held-out pair accuracy); PRM validation AUC (won vs lost, held-out games), "
             "soft BCE and calibration error; policy step: preference pairs per step, the PRM's mean score gap "
             "between the chosen and rejected answers (near 0: the pairs carry no signal), mean DPO margin, and the "
             "KL to the previous policy at the last step.", "",
-            "| iteration | rollouts won | mean Q̂ | PRM rows | PRM AUC | PRM val BCE | PRM ECE | pairs/step "
+            "| iteration | rollouts won | mean Q̂ | PRM trained on | PRM AUC | PRM val BCE | PRM ECE | pairs/step "
             "| PRM pair gap | DPO margin | final KL |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
     if inverse:
