@@ -123,6 +123,7 @@ def test_shaped_targets_by_hand(tmp_path: Path) -> None:
         assert row_of(rows, ep, t)["q"] == pytest.approx(sigmoid(z))
     got = [median[f"targets/shaping/{k}"] for k in ("centre", "y_centre", "y_mean", "k")]
     assert got == ["median", pytest.approx(0.4), pytest.approx(0.265), pytest.approx(8.0)]
+    assert "sigmoid(k*(y - median y))" in median["note"] and "sigmoid(k*(y - mean y))" in summary["note"]
 
 
 def test_value_targets_by_hand_and_plain_targets_unchanged(tmp_path: Path) -> None:

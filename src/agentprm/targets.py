@@ -366,8 +366,9 @@ def _summary(
     if cfg.values:
         out["note"] += " Values: one row per state, q = V(s), the mean over all visits of the state, any action."
     elif cfg.shaping_value:
-        out["note"] += (" Shaped (section 4): q = sigmoid(k*(y - mean y)), k = c/IQR(y), y = mean over visits of "
-                        "gamma^(T-1-t)*R + gamma*V_ref(s') - V_ref(s), V_ref = 0 after the last turn; q_mc = Eq. 1.")
+        out["note"] += (f" Shaped (section 4): q = sigmoid(k*(y - {cfg.shaping_centre} y)), k = c/IQR(y), y = mean "
+                        "over visits of gamma^(T-1-t)*R + gamma*V_ref(s') - V_ref(s), V_ref = 0 after the last turn; "
+                        "q_mc = Eq. 1.")
     return out
 
 
