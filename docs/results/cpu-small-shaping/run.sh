@@ -55,3 +55,11 @@ dpo "$S/iprm" "$roll" "$S/pi1-inverse"
 agentprm eval --policy runs/cpu-small/pi0/model --split valid_seen --task-type look_at_obj_in_light \
   --task-type pick_and_place_simple --task-type pick_clean_then_place_in_recep --mode constrained \
   --max-new-tokens 24 --history -1 --workers 2 --max-steps 30 --seed 0 --out "$S/pi0-valid_seen"
+# 6. (the next stop) the shaped targets squashed around the median y instead of the mean; the same PRM recipe,
+#    DPO step and evaluations as 2.
+agentprm targets --rollouts "$S/low.jsonl" --out "$S/t-median" --shaping-value "$S/value" --shaping-centre median \
+  --gamma 0.95 --val-fraction 0.2
+agentprm train-prm --data "$S/t-median" --model runs/cpu-small/pi0/model --out "$S/prm-median" --epochs 10 \
+  "${prm_recipe[@]}"
+dpo "$S/prm-median" "$S/low.jsonl" "$S/pi1-median"
+python docs/results/cpu-small-shaping/auc.py runs/cpu-small/iter1/targets/val.parquet "$S/prm-median"
