@@ -26,7 +26,10 @@ def run(terminal: bool) -> list[str]:
         task = bar.add_task("rollouts of pi0", total=10)
         for k in range(10):  # 25 s per episode: lines after episodes 3 (75 s), 6 (150 s) and 9 (225 s)
             clock.now += 25.0
-            bar.advance(task) if k % 2 else bar.update(task, advance=1)
+            if k % 2:  # both ways of moving a bar
+                bar.advance(task)
+            else:
+                bar.update(task, advance=1)
     return out.getvalue().splitlines()
 
 
@@ -34,9 +37,10 @@ def test_a_log_file_gets_a_line_a_minute_with_count_elapsed_and_eta() -> None:
     """ETA at the rate so far (1 episode / 25 s): 7, 4 and 1 episodes left."""
     out = run(terminal=False)
     assert out[-1].startswith("rollouts of pi0 ━") and "100%" in out[-1]  # rich's own last state, at the stop
-    assert [ln for ln in out if " elapsed " in ln] == ["rollouts of pi0 3/10 elapsed 0:01:15 eta 0:02:55",
-                     "rollouts of pi0 6/10 elapsed 0:02:30 eta 0:01:40",
-                     "rollouts of pi0 9/10 elapsed 0:03:45 eta 0:00:25"]
+    expected = ["rollouts of pi0 3/10 elapsed 0:01:15 eta 0:02:55",
+                "rollouts of pi0 6/10 elapsed 0:02:30 eta 0:01:40",
+                "rollouts of pi0 9/10 elapsed 0:03:45 eta 0:00:25"]
+    assert [ln for ln in out if " elapsed " in ln] == expected
 
 
 def test_a_terminal_gets_only_the_bar() -> None:

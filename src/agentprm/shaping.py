@@ -24,7 +24,9 @@ What is computed, following the paper's released code (`compute_shaped_prm_targe
   released code centres on the mean while its comment says median; `centre="median"` is offered
   because with 0/1 outcomes, mostly losses, the few won games pull the mean above nearly every lost
   game's y, and at k = c/IQR nearly every row then squashes to q ≈ 0 (measured: 774 of 801 rows
-  below 0.1); the median splits the rows by whether the action raised V_ref. The
+  below 0.1); the median splits the rows by whether the action raised V_ref. (Measured once at the
+  CPU scale, README: the median keeps the signal, a DPO pair gap of 0.026 instead of 2e-4, but that
+  PRM ranked lost games' states above won ones, AUC 0.26; the mean stays the default.) The
   squashed q orders rows as y does but is no longer a probability of success: a shaped PRM ranks
   actions (Best-of-N, online DPO) and its calibration is not meaningful. Rows keep the unshaped Q̂
   as `q_mc`, the label validation AUC is measured against.

@@ -115,8 +115,7 @@ def rollout(
     jobs = reset_distribution_jobs(specs, repeats, seed, reset_fraction, plans)
     extra = {"command": "rollout", "split": split, "games": len(specs), "repeats": repeats, "mode": mode,
              "temperature": temperature, "reset_fraction": reset_fraction, "explore": explore, "cpu_bf16": cpu_bf16,
-             "seed": seed,
-             "max_steps": max_steps, "expert_labels": expert_labels}
+             "seed": seed, "max_steps": max_steps, "expert_labels": expert_labels}
     if expert_labels is not None and expert_labels not in EXPERTS:
         raise ConfigError(f"--expert-labels {expert_labels!r}: choose one of {', '.join(EXPERTS)}")
     play_and_report(agent, jobs, out, f"{agent.policy_id} rollouts on {split}", workers, max_steps, extra,

@@ -145,8 +145,8 @@ class InversePRMConfig:
     """Train on at most this many transitions per side (a seeded sample); for smoke runs and CPU scale."""
     max_val_transitions: Count | None = None
     """Validate on at most this many transitions per side (a seeded sample; None: all). Validation scores
-    4 sequences per transition pair of sides, so on a CPU a whole held-out split can take longer than
-    training (measured: 5,322 learner transitions, ~14 min)."""
+    (s, a) and (s′, a′) of every held-out transition, so on a CPU a whole held-out split can take longer
+    than training (measured: 5,322 learner transitions, ~14 min)."""
     seed: int = 0
     device: str = "auto"
     dtype: str = "fp32"
