@@ -9,7 +9,7 @@ message that names the field, the value and the range.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from annotated_types import Ge, Gt, Le, Lt
 
@@ -27,6 +27,9 @@ Probability = Annotated[float, Ge(0), Le(1)]
 """A share in [0, 1] (reset fraction, Q-gaps)."""
 Discount = Annotated[float, Gt(0), Le(1)]
 """A discount factor γ in (0, 1]."""
+ShapingCentre = Literal["mean", "median"]
+"""Where process reward shaping's squashing is centred (`agentprm.shaping.squash`)."""
+SHAPING_CENTRES: tuple[str, ...] = get_args(ShapingCentre)
 
 # Defaults shared by a stage config and the run config (and the CLI): one value, here because this
 # module is what all of them import without pulling in torch.

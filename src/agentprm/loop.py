@@ -59,6 +59,7 @@ from agentprm.bounds import (
     NonNegInt,
     Positive,
     Probability,
+    ShapingCentre,
 )
 from agentprm.envs.games import SPLITS, TASK_TYPES
 from agentprm.errors import ConfigError, WorkerError
@@ -150,7 +151,7 @@ class TargetsSection(_Section):
                                       "rollouts) whose V_ref shapes every iteration's targets; None: off")
     shaping_constant: Positive = Field(SHAPING_CONSTANT, description="steepness c/IQR of the shaped targets' squashing "
                                     "into [0, 1] (3.0: the paper's released config)")
-    shaping_centre: Literal["mean", "median"] = Field("mean", description="centre of that squashing: mean (the "
+    shaping_centre: ShapingCentre = Field("mean", description="centre of that squashing: mean (the "
                                                       "released code) or median (agentprm.shaping)")
 
 

@@ -40,10 +40,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from agentprm.bounds import ShapingCentre
 from agentprm.contexts import contexts_from_episode
 from agentprm.prompts import TurnContext
 from agentprm.train.losses import discounted_return
@@ -62,11 +63,7 @@ def shaped_returns(values: Sequence[float], R: float, gamma: float) -> list[floa
     return [discounted_return(T, t, R, gamma) + term for t, term in enumerate(shaping_terms(values, gamma))]
 
 
-Centre = Literal["mean", "median"]
-CENTRES: tuple[Centre, ...] = ("mean", "median")
-
-
-def squash(ys: Sequence[float], constant: float, centre: Centre = "mean") -> tuple[list[float], float, float]:
+def squash(ys: Sequence[float], constant: float, centre: ShapingCentre = "mean") -> tuple[list[float], float, float]:
     """σ(k·(y − c_y)) of every y, k = constant / IQR(y) (k = 1 when the IQR is 0, as released), c_y
     the mean (as released) or the median of y; returns the squashed values, c_y and k."""
     y = np.asarray(ys, dtype=float)
@@ -106,7 +103,7 @@ class Shaping:
     constant: float
     source: str
     """The value model's path, as given."""
-    centre: Centre = "mean"
+    centre: ShapingCentre = "mean"
     """Where the squashing is centred (`squash`)."""
 
     def returns(self, state_keys: Sequence[str], R: float, gamma: float) -> list[float]:

@@ -59,11 +59,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agentprm.atomic import write_json
-from agentprm.bounds import PAIR_DELTA, SHAPING_CONSTANT, Discount, Fraction, NonNegInt, Positive, Probability
+from agentprm.bounds import (
+    PAIR_DELTA,
+    SHAPING_CENTRES,
+    SHAPING_CONSTANT,
+    Discount,
+    Fraction,
+    NonNegInt,
+    Positive,
+    Probability,
+    ShapingCentre,
+)
 from agentprm.contexts import contexts_from_episode, history_from_json, history_to_json
 from agentprm.errors import ConfigError
 from agentprm.prompts import TurnContext
-from agentprm.shaping import CENTRES, Centre, Shaping, StateScorer, load_value_model, state_values
+from agentprm.shaping import Shaping, StateScorer, load_value_model, state_values
 from agentprm.train.losses import discounted_return
 from agentprm.trajectory import Episode, Step, load_episodes, trajectory_files
 
@@ -126,7 +136,7 @@ class TargetsConfig:
     """Value model (a PRM folder that reads the state) whose V_ref shapes q (§4, `agentprm.shaping`)."""
     shaping_constant: Positive = SHAPING_CONSTANT
     """c of the squashing of shaped targets into [0, 1]: steepness c / IQR (3.0, the released config)."""
-    shaping_centre: Centre = "mean"
+    shaping_centre: ShapingCentre = "mean"
     """Where the squashing is centred: "mean" (the released code) or "median" (`shaping.squash`)."""
     shaping_device: str | None = None
     """Where the value model runs (cuda, cpu; None: auto)."""
@@ -147,8 +157,9 @@ class TargetsConfig:
                               "are plain V̂(s))")
         if self.shaping_constant <= 0:
             raise ConfigError(f"targets: shaping_constant={self.shaping_constant} must be > 0")
-        if self.shaping_centre not in CENTRES:
-            raise ConfigError(f"targets: shaping_centre={self.shaping_centre!r}: choose one of {', '.join(CENTRES)}")
+        if self.shaping_centre not in SHAPING_CENTRES:
+            raise ConfigError(f"targets: shaping_centre={self.shaping_centre!r}: choose one of "
+                              f"{', '.join(SHAPING_CENTRES)}")
 
 
 def _sha256(obj: Any) -> str:
