@@ -63,3 +63,19 @@ def test_empty_answers_are_counted_and_are_not_admissible():
     s = summarize([ep])
     assert s["eval/empty_answers"] == 1 and s["eval/non_admissible_rate"] == 0.5
     assert "| All | 0.0 | 0/1 | 4.0 | 50.0 | 1 |" in markdown_table(s)
+
+
+def test_expert_agreement_is_the_share_of_labelled_turns_where_the_agent_did_what_the_expert_said():
+    """Hand values: 5 labelled turns of which 2 agree (one in a failed episode, left out), 1 unlabelled turn."""
+    def step(action: str, label: str | None) -> Step:
+        return Step(observation="o", admissible_actions=["a", "b"], action=action, expert_action=label)
+
+    eps = [Episode(episode_id="g0#0", game_id="g0", split="train", task_type=PICK, task="t",
+                   steps=[step("a", "a"), step("a", "b"), step("b", None)]),
+           Episode(episode_id="g1#0", game_id="g1", split="train", task_type=LOOK, task="t",
+                   steps=[step("b", "b"), step("a", "b"), step("b", "a")], won=True),
+           Episode(episode_id="g2#0", game_id="g2", split="train", task_type=LOOK, task="t",
+                   steps=[step("a", "a")], failed=CRASH)]
+    s = summarize(eps)
+    assert s["eval/expert_labelled"] == 5 and s["eval/expert_agreement"] == 2 / 5
+    assert "eval/expert_agreement" not in summarize([episode(0, PICK, won=True)])  # no labels: no figure

@@ -83,12 +83,19 @@ def test_report_has_the_demos_and_sft_rows_and_embeds_its_plots(tmp_path: Path) 
     (tmp_path / "pi0" / "summary.json").write_text(json.dumps({"metrics": {
         "sft/train_examples": 1045, "sft/tokens": 4335210, "sft/train_loss_first": 6.5959, "sft/train_loss": 0.1489,
         "sft/val_loss": None, "sft/tokens_per_s": 4224.9, "sft/wall_s": 1026.1}}))
+    (tmp_path / "dagger1" / "rollouts").mkdir(parents=True)  # a DAgger round: the learner's rollouts, then SFT
+    (tmp_path / "dagger1" / "rollouts" / "summary.json").write_text(json.dumps(
+        {"eval/episodes": 300, "eval/failed": 2, "eval/won": 41, "eval/expert_agreement": 0.3625}))
+    (tmp_path / "dagger1" / "summary.json").write_text(json.dumps({"metrics": {
+        "sft/train_examples": 2045, "sft/tokens": 1000000, "sft/train_loss_first": 0.3, "sft/train_loss": 0.2,
+        "sft/val_loss": 0.25, "sft/tokens_per_s": 4000.0, "sft/wall_s": 250.0}}))
     (tmp_path / "eval" / "pi0").mkdir(parents=True)
     (tmp_path / "eval" / "pi0" / "summary.json").write_text(json.dumps(_summary(1, 2, 0, 0.5)))
     (tmp_path / "state.json").write_text(json.dumps(
         {"done": ["demos", "sft"], "seconds": {"demos": 10.0, "sft": 30.5}, "attempts": {"sft": 2}}))
     text = write_report(tmp_path).read_text()
     assert "won 9/10 train games (90.0 %, 12.5 actions per game)" in text
-    assert "| pi0 | 1,045 | 4,335,210 | 6.596 → 0.149 | – | 4,225 | 1026 |" in text
+    assert "| pi0 | – | – | 1,045 | 4,335,210 | 6.596 → 0.149 | – | 4,225 | 1026 |" in text
+    assert "| dagger1 | 41/298 | 36.2 % | 2,045 | 1,000,000 | 0.300 → 0.200 | 0.250 | 4,000 | 250 |" in text
     assert "| demos | 10 | 1 |" in text and "| sft | 30 | 2 |" in text  # seconds summed over attempts
     assert "![success_by_agent.png](success_by_agent.png)" in text and (tmp_path / "success_by_agent.png").is_file()

@@ -64,9 +64,22 @@ def summarize(episodes: list[Episode]) -> dict[str, Any]:
         "eval/failed": total["failed"],
         "eval/retried": sum(ep.attempts > 1 for ep in episodes),
         "eval/truncated": sum(ep.truncated for ep in finished),
+        **expert_agreement(finished),
         **agent_stats(finished),
         "per_task_type": per_type,
     }
+
+
+def expert_agreement(finished: list[Episode]) -> dict[str, float]:
+    """How often the agent already did what the expert beside it would have done (episodes played with
+    expert labels, e.g. a DAgger round): the share of expert-labelled turns whose action is the label.
+    It says how far the learner is from its teacher, on the learner's own states, which success alone
+    hides; empty when no turn carries a label."""
+    labelled = [s for ep in finished for s in ep.steps if s.expert_action is not None]
+    if not labelled:
+        return {}
+    return {"eval/expert_labelled": len(labelled),
+            "eval/expert_agreement": sum(s.action == s.expert_action for s in labelled) / len(labelled)}
 
 
 def agent_stats(finished: list[Episode]) -> dict[str, float]:

@@ -100,17 +100,23 @@ def _imitation(run_dir: Path) -> list[str]:
                      f"games ({100 * demos['eval/success']:.1f} %, {demos['eval/mean_actions']:.1f} actions per game); "
                      "the won episodes are the SFT data.")
     if sfts:
-        lines += ["", "| SFT | examples | tokens seen | train loss (first → last) | val loss | tokens/s | seconds |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", "A DAgger round first lets the policy before it play train games with the expert beside it "
+                  "(learner: games it won, and the share of its turns where it did what the expert would have "
+                  "done), then retrains on the demos plus the relabelled states.",
+                  "", "| SFT | learner won | agrees with expert | examples | tokens seen | train loss (first → last) "
+                  "| val loss | tokens/s | seconds |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for p in sfts:
             m = _read(p / "summary.json").get("metrics", {})
+            r = _read(p / "rollouts" / "summary.json")  # a DAgger round's learner rollouts (none for pi0)
 
             def f(key: str, fmt: str = "{:.3f}", m: dict = m) -> str:
                 return fmt.format(m[key]) if m.get(key) is not None else "–"
 
-            lines.append(f"| {p.name} | {f('sft/train_examples', '{:,}')} | {f('sft/tokens', '{:,}')} | "
-                         f"{f('sft/train_loss_first')} → {f('sft/train_loss')} | {f('sft/val_loss')} | "
-                         f"{f('sft/tokens_per_s', '{:,.0f}')} | {f('sft/wall_s', '{:.0f}')} |")
+            won = f"{r['eval/won']}/{_finished(r)}" if "eval/won" in r else "–"
+            agree = f"{100 * r['eval/expert_agreement']:.1f} %" if "eval/expert_agreement" in r else "–"
+            lines.append(f"| {p.name} | {won} | {agree} | {f('sft/train_examples', '{:,}')} | "
+                         f"{f('sft/tokens', '{:,}')} | {f('sft/train_loss_first')} → {f('sft/train_loss')} | "
+                         f"{f('sft/val_loss')} | {f('sft/tokens_per_s', '{:,.0f}')} | {f('sft/wall_s', '{:.0f}')} |")
     return lines
 
 
