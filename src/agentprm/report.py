@@ -231,6 +231,11 @@ def write_report(run_dir: Path) -> Path:
     rows = collect(run_dir)
     held = collect(run_dir, "heldout")
     lines = ["# AgentPRM run report", "", f"Run: `{run_dir}`", ""]
+    rounds = [p.name for p in run_dir.glob("dagger*") if p.name[6:].isdigit() and (p / "summary.json").is_file()]
+    if rounds:  # the loop's π0 is then the last round's policy, not the SFT on demos alone
+        last = max(rounds, key=lambda n: int(n[6:]))
+        lines += [f"π0 below is the policy after DAgger round {last[6:]} (`{last}/model`); the SFT on the demos "
+                  "alone is `pi0/model`.", ""]
     plots: list[str] = []
     if rows:
         lines += _table(rows, "")
