@@ -21,6 +21,7 @@ from agentprm.envs.protocol import Observation, StepResult
 from agentprm.envs.ray_pool import RayEnvPool, local_game
 from agentprm.envs.scripted import make_faulty_env, scripted_game
 from agentprm.errors import ConfigError
+from agentprm.evaluation import summarize
 from agentprm.rollout import make_jobs, play, run_rollouts
 
 
@@ -84,6 +85,7 @@ def test_ray_rollouts_equal_process_rollouts_on_real_games(alfworld_root, local_
     assert by_ray == by_process
     assert all(ep.failed is None and ep.attempts == 1 for ep in by_ray)
     assert any(s.action != s.expert_action for ep in by_ray for s in ep.steps)  # the noise did act
+    assert 0.0 < summarize(by_ray)["eval/expert_agreement"] < 1.0  # where it acted, the expert's label differs
 
 
 class _ActorKiller:
