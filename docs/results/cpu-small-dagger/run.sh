@@ -20,3 +20,13 @@ for P in pi0 dagger1; do
     --out $R/vs-$P
   python docs/results/cpu-small-shaping/heldout_policy.py $R/$P/model $R/ho-$P
 done
+
+# 3. Round 1 again at a gentler learning rate (grad_accum left at its default 4: batch 64, 74 steps), same data.
+agentprm sft --demos $R/demos --demos $R/dagger1/rollouts --model $R/pi0/model --out $R-round1-lr2e-4 --epochs 2 \
+  --lr 2e-4 --batch-size 16 --set labels=auto --set max_relabels=4 --set warmup=0.03 --set max_length=2048 \
+  --set val_fraction=0.05 --set history_window=null --set save_steps=100 --set eval_steps=200 --set logging_steps=25 \
+  --set bf16_cpu=true
+python docs/results/cpu-small-shaping/heldout_policy.py $R-round1-lr2e-4/model $R/ho-round1-lr2e-4
+
+# 4. results.json (held-out lines as printed by heldout_policy.py, collected in one text file):
+# python docs/results/cpu-small-dagger/collect.py $R <eval dir> <held-out lines> docs/results/cpu-small-dagger/results.json
