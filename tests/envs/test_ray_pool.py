@@ -76,6 +76,15 @@ def test_more_workers_than_ray_cpus_is_a_clear_error(local_ray):
         RayEnvPool(3, make_faulty_env)
 
 
+def test_actors_get_time_to_start_whatever_the_op_budget(local_ray):
+    """Starting an actor (a new process importing the engine) takes longer than a 1 ms op budget: the start
+    has its own allowance (it once failed the hang test above on a busy machine, with a 2 s budget)."""
+    with RayEnvPool(1, make_faulty_env, timeout_s=0.001) as pool:  # before: "did not start within 0.001s"
+        assert pool.num_workers == 1 and pool.timeout_s == 0.001
+    with pytest.raises(ConfigError, match=r"1 env workers did not start on Ray within 0.001s \(cluster busy\?\)"):
+        RayEnvPool(1, make_faulty_env, start_timeout_s=0.001)
+
+
 def test_ray_rollouts_equal_process_rollouts_on_real_games(alfworld_root, local_ray, tmp_path):
     games = sample_games(find_games("valid_seen"), 3, seed=5)
     agent = EnvExpertAgent("handcoded", noise=0.3, seed=1)  # seeded random actions: the seed must carry over

@@ -42,6 +42,8 @@ from agentprm.errors import ConfigError
 LOCAL = "local"
 """ray.init's address for "start a new local instance" (never join one found on this machine)."""
 CONNECT_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 60.0
+"""Least time the actors get to start (see RayEnvPool), whatever the per-op budget."""
 
 
 def _ray() -> Any:
@@ -120,7 +122,10 @@ class RayEnvPool(SlotPool):
 
     num_workers=None: one per CPU of the cluster. `env_factory` is shipped to the actors, so it must be
     importable there (module-level, in an installed package). A worker gets `timeout_s` per op of its
-    sub-batch before it is declared hung; starting the actors gets `timeout_s` in all.
+    sub-batch before it is declared hung. Starting the actors gets `start_timeout_s` in all (default: at
+    least `START_TIMEOUT_S`), and so does a replacement actor before its first op: an actor's start is a new
+    Python process importing the engine, which on a busy machine takes longer than a short op budget
+    allows, and is no sign of a hang.
     """
 
     def __init__(
@@ -129,6 +134,7 @@ class RayEnvPool(SlotPool):
         env_factory: EnvFactory = make_alfworld_env,
         timeout_s: float = 120.0,
         address: str | None = None,
+        start_timeout_s: float | None = None,
     ):
         ray = _ray()
         connect(address)
@@ -143,12 +149,14 @@ class RayEnvPool(SlotPool):
         self.env_factory = env_factory
         self._actor_class = ray.remote(num_cpus=1, max_restarts=0)(_EnvActor)
         self._actors: list[Any] = []
+        self.start_timeout_s = max(timeout_s, START_TIMEOUT_S) if start_timeout_s is None else start_timeout_s
         try:
             self._actors = [self._actor_class.remote(env_factory) for _ in range(n)]
-            ray.get([a.pid.remote() for a in self._actors], timeout=timeout_s)  # every actor up and placed
+            ray.get([a.pid.remote() for a in self._actors], timeout=self.start_timeout_s)  # all up and placed
         except ray.exceptions.GetTimeoutError as e:
             self._shutdown(graceful=False)
-            raise ConfigError(f"{n} env workers did not start on Ray within {timeout_s:g}s (cluster busy?)") from e
+            raise ConfigError(f"{n} env workers did not start on Ray within {self.start_timeout_s:g}s "
+                              "(cluster busy?)") from e
         except BaseException:
             self._shutdown(graceful=False)
             raise
@@ -201,6 +209,8 @@ class RayEnvPool(SlotPool):
         with suppress(Exception):  # already dead is fine
             _ray().kill(self._actors[w], no_restart=True)
         self._actors[w] = self._actor_class.remote(self.env_factory)
+        with suppress(Exception):  # up before its first op is timed; one that never starts times out there
+            _ray().get(self._actors[w].pid.remote(), timeout=self.start_timeout_s)
 
     def _shutdown(self, graceful: bool) -> None:
         if self._closed:
