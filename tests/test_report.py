@@ -96,7 +96,7 @@ def test_report_has_the_demos_and_sft_rows_and_embeds_its_plots(tmp_path: Path) 
     text = write_report(tmp_path).read_text()
     assert "won 9/10 train games (90.0 %, 12.5 actions per game)" in text
     assert "| pi0 | – | – | 1,045 | 4,335,210 | 6.596 → 0.149 | – | 4,225 | 1026 |" in text
-    assert "π0 below is the policy after DAgger round 1 (`dagger1/model`)" in text
+    assert "π0 below is the policy after DAgger round 1 (`dagger1/model`)" in text and "A DAgger round first" in text
     assert "| dagger1 | 41/298 | 36.2 % | 2,045 | 1,000,000 | 0.300 → 0.200 | 0.250 | 4,000 | 250 |" in text
     assert "| demos | 10 | 1 |" in text and "| sft | 30 | 2 |" in text  # seconds summed over attempts
     assert "![success_by_agent.png](success_by_agent.png)" in text and (tmp_path / "success_by_agent.png").is_file()

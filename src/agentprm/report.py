@@ -100,10 +100,11 @@ def _imitation(run_dir: Path) -> list[str]:
                      f"games ({100 * demos['eval/success']:.1f} %, {demos['eval/mean_actions']:.1f} actions per game); "
                      "the won episodes are the SFT data.")
     if sfts:
-        lines += ["", "A DAgger round first lets the policy before it play train games with the expert beside it "
-                  "(learner: games it won, and the share of its turns where it did what the expert would have "
-                  "done), then retrains on the demos plus the relabelled states.",
-                  "", "| SFT | learner won | agrees with expert | examples | tokens seen | train loss (first → last) "
+        if len(sfts) > 1:
+            lines += ["", "A DAgger round first lets the policy before it play train games with the expert beside "
+                      "it (learner: games it won, and the share of its turns where it did what the expert would "
+                      "have done), then retrains on the demos plus the relabelled states."]
+        lines += ["", "| SFT | learner won | agrees with expert | examples | tokens seen | train loss (first → last) "
                   "| val loss | tokens/s | seconds |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for p in sfts:
             m = _read(p / "summary.json").get("metrics", {})
