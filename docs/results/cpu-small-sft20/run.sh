@@ -23,3 +23,8 @@ agentprm eval --policy $O/model --split valid_seen --task-type look_at_obj_in_li
 agentprm train --config configs/cpu-small.yaml --set policy=$O/model --set prm.batch_size=4 --set prm.epochs=3 \
   --set 'prm.extra={max_length: 2048, eval_batch_size: 64, eval_each_epoch: false}' --set policy_step.lr=3.0e-5 \
   --set 'eval.best_of=[4]' --set run_dir=$O-iter
+# 4. Best-of-2 and -8 added afterwards: the same run resumed with the wider list (only those two stages run).
+agentprm train --config configs/cpu-small.yaml --set policy=$O/model --set prm.batch_size=4 --set prm.epochs=3 \
+  --set 'prm.extra={max_length: 2048, eval_batch_size: 64, eval_each_epoch: false}' --set policy_step.lr=3.0e-5 \
+  --set 'eval.best_of=[2,4,8]' --set run_dir=$O-iter --force
+# report.md was then rewritten with agentprm.report.write_report (the report stage was already done).
