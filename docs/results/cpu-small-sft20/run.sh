@@ -2,7 +2,8 @@
 # π0 with twice the SFT (20 epochs instead of 10) at the CPU main job's scale, then one AgentPRM iteration from it.
 # Run from the repository root on the idle 2-core CPU, one command after another. As run: R was /work/dev/dagger
 # (the DAgger run of docs/results/cpu-small-dagger/run.sh, whose demos and base model are the main job's own
-# stages with the same seed), the SFT output /work/dev/sft20, the loop's run_dir /work/dev/iter-sft20.
+# stages with the same seed), the SFT output /work/dev/sft20, the loop's run_dir /work/dev/iter-sft20. Steps 1-2 ran
+# on a snapshot of main at 9c34b52 (PYTHONPATH), step 3 from main at 8f50b89, step 4 at 75ac792's parent.
 set -euo pipefail
 R=${R:-runs/cpu-small-dagger}
 O=${O:-runs/cpu-small-sft20}
