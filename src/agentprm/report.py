@@ -87,11 +87,18 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _dagger_rounds(run_dir: Path) -> list[Path]:
+    """The run's finished DAgger rounds (`dagger{r}/` with the round's SFT summary), in round order; the
+    loop's π0 is the last one's policy when there are any."""
+    rounds = [p for p in run_dir.glob("dagger*") if p.name[6:].isdigit() and (p / "summary.json").is_file()]
+    return sorted(rounds, key=lambda p: int(p.name[6:]))
+
+
 def _imitation(run_dir: Path) -> list[str]:
     """Where π0 came from: the demonstrator's games (won ones are the SFT data) and each SFT run
     (π0, then any DAgger rounds), so a weak π0 can be traced to its data or its training."""
     demos = _read(run_dir / "demos" / "summary.json")
-    sfts = [p for p in [run_dir / "pi0", *sorted(run_dir.glob("dagger*"))] if (p / "summary.json").is_file()]
+    sfts = [p for p in [run_dir / "pi0", *_dagger_rounds(run_dir)] if (p / "summary.json").is_file()]
     if not demos and not sfts:
         return []
     lines = ["", "## Demonstrations and imitation (π0)", ""]
@@ -232,9 +239,9 @@ def write_report(run_dir: Path) -> Path:
     rows = collect(run_dir)
     held = collect(run_dir, "heldout")
     lines = ["# AgentPRM run report", "", f"Run: `{run_dir}`", ""]
-    rounds = [p.name for p in run_dir.glob("dagger*") if p.name[6:].isdigit() and (p / "summary.json").is_file()]
+    rounds = _dagger_rounds(run_dir)
     if rounds:  # the loop's π0 is then the last round's policy, not the SFT on demos alone
-        last = max(rounds, key=lambda n: int(n[6:]))
+        last = rounds[-1].name
         lines += [f"π0 below is the policy after DAgger round {last[6:]} (`{last}/model`); the SFT on the demos "
                   "alone is `pi0/model`.", ""]
     plots: list[str] = []
