@@ -1,5 +1,6 @@
 """Collect the DAgger comparison's figures into results.json: valid_seen summaries, held-out lines, SFT summaries,
-the DAgger rounds' learner rollouts. usage: python collect.py RUN_DIR EVAL_DIR HELDOUT_TXT OUT_JSON"""
+the DAgger rounds' learner rollouts. usage: python collect.py RUN_DIR EVAL_DIR HELDOUT_TXT OUT_JSON [SFT_DIR ...]
+(SFT_DIR: SFT outputs made outside the loop, e.g. round 1 at lr 2e-4 and the 20-epoch π0)."""
 import json
 import re
 import sys
@@ -23,8 +24,7 @@ def main():
         if m:
             name = Path(m.group(1)).parent.name
             res["heldout"][name] = {"won": int(m.group(2)), "games": int(m.group(3)), "wall_s": int(m.group(5))}
-    for p in [run / "pi0", run / "dagger1", run / "dagger2", *sorted(Path(ev).parent.glob("var-*")),
-              Path(ev).parent / "sft20"]:
+    for p in [run / "pi0", run / "dagger1", run / "dagger2", *map(Path, sys.argv[5:])]:
         if (p / "summary.json").is_file():
             m = json.loads((p / "summary.json").read_text())["metrics"]
             res["sft"][p.name] = {k.split("/")[1]: m.get(k) for k in ("sft/train_examples", "sft/global_step",

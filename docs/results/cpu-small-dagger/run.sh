@@ -29,4 +29,6 @@ agentprm sft --demos $R/demos --demos $R/dagger1/rollouts --model $R/pi0/model -
 python docs/results/cpu-small-shaping/heldout_policy.py $R-round1-lr2e-4/model $R/ho-round1-lr2e-4
 
 # 4. results.json (held-out lines as printed by heldout_policy.py, collected in one text file):
-# python docs/results/cpu-small-dagger/collect.py $R <eval dir> <held-out lines> docs/results/cpu-small-dagger/results.json
+# python docs/results/cpu-small-dagger/collect.py $R <eval dir> <held-out lines> docs/results/cpu-small-dagger/results.json \
+#   $R-round1-lr2e-4 runs/cpu-small-sft20
+# as run: collect.py /work/dev/dagger /work/dev/ev /work/dev/ev/heldout.txt <out> /work/dev/var-lr2e-4-ep2 /work/dev/sft20
