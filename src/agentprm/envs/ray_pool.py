@@ -152,7 +152,7 @@ class RayEnvPool(SlotPool):
         self.start_timeout_s = max(timeout_s, START_TIMEOUT_S) if start_timeout_s is None else start_timeout_s
         try:
             self._actors = [self._actor_class.remote(env_factory) for _ in range(n)]
-            ray.get([a.pid.remote() for a in self._actors], timeout=self.start_timeout_s)  # all up and placed
+            self._await_start(self._actors)
         except ray.exceptions.GetTimeoutError as e:
             self._shutdown(graceful=False)
             raise ConfigError(f"{n} env workers did not start on Ray within {self.start_timeout_s:g}s "
@@ -210,7 +210,11 @@ class RayEnvPool(SlotPool):
             _ray().kill(self._actors[w], no_restart=True)
         self._actors[w] = self._actor_class.remote(self.env_factory)
         with suppress(Exception):  # up before its first op is timed; one that never starts times out there
-            _ray().get(self._actors[w].pid.remote(), timeout=self.start_timeout_s)
+            self._await_start([self._actors[w]])
+
+    def _await_start(self, actors: list[Any]) -> None:
+        """Block until every actor is up and placed, or raise GetTimeoutError after `start_timeout_s`."""
+        _ray().get([a.pid.remote() for a in actors], timeout=self.start_timeout_s)
 
     def _shutdown(self, graceful: bool) -> None:
         if self._closed:
