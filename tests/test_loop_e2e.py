@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from agentprm.trajectory import read_episodes
+
 CONFIG = Path(__file__).parent.parent / "configs" / "smoke-tiny.yaml"
 
 
@@ -67,19 +69,26 @@ def test_train_loop_runs_and_resumes_after_kill(alfworld_root, tiny_model, tmp_p
     assert len(rollouts) == 6 and len({json.loads(x)["episode_id"] for x in rollouts}) == 6
 
 
-def test_train_loop_with_bradley_terry_reports_its_pairs(alfworld_root, tiny_model, tmp_path):
-    # the real entry point, the smoke config, only the loss changed: every stage must run. The tiny
-    # random policy never wins a smoke rollout, so every Q̂ is 0 and there is no pair: the PRM stage
-    # must say so (and leave the PRM untrained) rather than stop the run
+def test_train_loop_with_bradley_terry_and_branches_reports_its_pairs(alfworld_root, tiny_model, tmp_path):
+    # the real entry point, the smoke config, the loss changed and same-state branches on: every stage must
+    # run. The tiny random policy never wins a smoke rollout, so every Q̂ is 0 and there is no pair: the PRM
+    # stage must say so (and leave the PRM untrained) rather than stop the run
     run = tmp_path / "run"
     out = subprocess.run(["agentprm", "train", "--config", str(CONFIG), "--set", f"run_dir={run}",
-                          "--set", "prm.loss=bradley-terry"], capture_output=True, text=True, timeout=900)
+                          "--set", "prm.loss=bradley-terry", "--set", "rollout.branches=1"],
+                         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr
+    rollouts = list(read_episodes(run / "iter1" / "rollouts" / "trajectories.jsonl"))
+    branches = list(read_episodes(run / "iter1" / "branches" / "trajectories.jsonl"))
+    assert {ep.episode_id.split("@")[0] for ep in branches} == {ep.episode_id for ep in rollouts if ep.num_steps > 1}
+    for ep in branches:  # each stopped where its origin's 4-step budget did
+        assert ep.truncated and len(ep.prefix) + ep.num_steps == 4
     done = json.loads((run / "state.json").read_text())["done"]
     assert {"iter1/targets", "iter1/prm", "iter1/policy", "eval/pi1", "eval/pi1_bon2", "report"} <= set(done)
     targets = json.loads((run / "iter1" / "targets" / "summary.json").read_text())
     prm = json.loads((run / "iter1" / "prm" / "summary.json").read_text())
     assert prm["config"]["loss"] == "bradley-terry" and targets["config"]["delta"] == 0.03
+    assert targets["targets/episodes_read"] == len(rollouts) + len(branches)
     assert prm["prm/data/train_pairs"] == targets["targets/train/pairs"]
     assert prm["prm/data/val_pairs"] == targets["targets/val/pairs"]
     assert prm["prm/data/train_examples"] == prm["prm/data/train_pairs"]  # one example per pair

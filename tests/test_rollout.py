@@ -9,12 +9,12 @@ import signal
 
 from agentprm.agents.base import AgentOutput, ExpertAgent
 from agentprm.envs.alfworld import ALFWorldEnv
-from agentprm.envs.games import find_games
+from agentprm.envs.games import GameSpec, find_games
 from agentprm.envs.pool import EnvPool
 from agentprm.envs.scripted import make_faulty_env, scripted_game, scripted_solution
 from agentprm.evaluation import summarize
-from agentprm.rollout import make_jobs, play, reset_distribution_jobs, run_rollouts
-from agentprm.trajectory import read_episodes
+from agentprm.rollout import Job, branch_jobs, make_jobs, play, reset_distribution_jobs, run_rollouts
+from agentprm.trajectory import Episode, Step, read_episodes
 
 
 def test_reset_distribution_is_seeded_and_stays_inside_the_walkthrough(alfworld_root):
@@ -75,6 +75,54 @@ def test_different_prefixes_reaching_the_same_observation_stay_different_states(
     c1, c2 = contexts_from_episode(first)[0], contexts_from_episode(second)[0]
     assert c1.observation == c2.observation  # both arrived at the same place and see the same thing
     assert state_key(c1) != state_key(c2)  # but got there differently: not one state
+
+
+# ----------------------------------------------------------------------------- same-state branches
+
+
+def _episode(game: str, repeat: int, actions: list[str], prefix: tuple[str, ...] = (), failed: str | None = None):
+    steps = [Step(observation=f"o{t}", admissible_actions=[a], action=a) for t, a in enumerate(actions)]
+    return Episode(episode_id=Job(GameSpec(game, "train", "t", ""), repeat, prefix).episode_id, game_id=game,
+                   split="train", task_type="t", task="", prefix=list(prefix), steps=steps, failed=failed)
+
+
+def test_branch_jobs_replay_their_origin_up_to_a_turn_and_get_the_budget_it_had_left():
+    games = {g: GameSpec(g, "train", "t", "") for g in ("a", "b", "c", "d")}
+    eps = [_episode("a", 0, ["x0", "x1", "x2", "x3", "x4"]), _episode("b", 1, ["y0", "y1"], prefix=("p0",)),
+           _episode("c", 0, ["z0"]),  # one turn: no turn 1..T-1 to branch from
+           _episode("d", 0, ["w0", "w1", "w2"], failed="worker 0 crashed")]  # outcome unknown: not branched
+    jobs = branch_jobs(eps, games, branches=2, seed=5, max_steps=30)
+    assert jobs == branch_jobs(eps, games, branches=2, seed=5, max_steps=30)  # seeded
+    assert [j.origin for j in jobs] == ["a#0", "a#0", "b@1#1", "b@1#1"] and [j.repeat for j in jobs] == [0, 1, 0, 1]
+    a, b = jobs[0], jobs[2]
+    t = len(a.prefix)
+    assert 1 <= t <= 4 and a.prefix == ("x0", "x1", "x2", "x3", "x4")[:t] and a.max_steps == 30 - t
+    assert b.prefix == ("p0", "y0") and b.max_steps == 29  # the origin's own prefix first; only y0 was its turn
+    assert a.episode_id == f"a#0@{t}#0" and len({j.episode_id for j in jobs}) == 4
+    assert [j.seed for j in jobs] == [5, 6, 5, 6]
+    assert branch_jobs(eps, games, branches=2, seed=5, fraction=0.0) == []
+    assert branch_jobs(eps, games, branches=0, seed=5) == []
+    assert branch_jobs(eps, games, branches=1, seed=5, max_steps=1) == []  # no budget left after turn 1
+
+
+def test_branches_start_at_their_origins_state_pool_with_it_and_stop_at_its_budget(alfworld_root, tmp_path):
+    from agentprm.contexts import contexts_from_episode
+    from agentprm.targets import TargetsConfig, aggregate, state_key
+
+    game = find_games("valid_seen", ["pick_and_place_simple"])[0]
+    wander = ["look", "inventory", "look", "inventory", "look", "inventory"]
+    agent = ExpertAgent({game.game_id: wander})  # acts by turn index, so a branch repeats its origin's action
+    [origin] = run_rollouts(agent, [Job(game, 0)], tmp_path / "t.jsonl", workers=0, max_steps=6, show_progress=False)
+    assert origin.truncated and origin.num_steps == 6
+    jobs = branch_jobs([origin], {game.game_id: game}, branches=2, seed=0, max_steps=6)
+    branches = run_rollouts(agent, jobs, tmp_path / "b.jsonl", workers=0, max_steps=30, show_progress=False)
+    t = len(jobs[0].prefix)
+    for ep in branches:  # the env would allow 30 steps: the job's own budget cut each off where its origin was
+        assert ep.truncated and not ep.won and ep.num_steps == 6 - t and ep.steps[-1].done
+        assert ep.prefix == wander[:t] and ep.episode_id.startswith(f"{origin.episode_id}@{t}#")
+        assert state_key(contexts_from_episode(ep)[0]) == state_key(contexts_from_episode(origin)[t])
+    table = aggregate([origin, *branches], TargetsConfig(rollouts=["-"], out="-", val_fraction=0.0))
+    assert max(len(v.returns) for v in table.values()) == 3  # turn t's state–action: the origin's and 2 branches'
 
 
 # ----------------------------------------------------------------------------- env faults: retries

@@ -22,7 +22,8 @@ Run directory layout (every stage writes only inside its own folder):
     base/              the model built from scratch (`model: scratch:SIZE`): tokenizer + random weights
     pi0/               SFT output; pi0/model is π0 (dagger{r}/ hold DAgger rounds; the last is π0)
     heldout/pi{i}/     π_i on the held-out train games;  selected.json  the iteration kept
-    iter{i}/rollouts/  trajectories of π_{i-1};   iter{i}/targets/  parquet Q̂ and pairs
+    iter{i}/rollouts/  trajectories of π_{i-1};   iter{i}/branches/  their same-state branches (rollout.branches)
+    iter{i}/targets/   parquet Q̂ and pairs (from rollouts and branches)
     iter{i}/prm/       PRM_i (InversePRM_i with method inverse_prm); iter{i}/policy/  DPO output; .../model is π_i
     eval/<name>/       summary.json, results.md, trajectories.jsonl, success.png per evaluated agent
     report.md, success.png   the Table-1-like comparison
@@ -138,6 +139,10 @@ class RolloutSection(_Section):
     reset_fraction: Probability = Field(
         0.0, description="share of episodes started from a random state along the expert walkthrough")
     explore: bool = Field(False, description="sample with the exploration prompt (targets use the plain one)")
+    branches: NonNegInt = Field(0, description="same-state branching (0: off): from a turn of each rollout, this "
+                                "many more episodes that replay its actions so far and sample on, so the targets "
+                                "compare several actions at one state (rollout.branch_jobs)")
+    branch_fraction: Probability = Field(1.0, description="share of the rollouts that are branched")
 
 
 class TargetsSection(_Section):
@@ -455,6 +460,9 @@ class Run:
             return self.cfg.policy or str(self.sft_dir(self.cfg.dagger.rounds) / "model")
         return str(self.dir / f"iter{i}" / "policy" / "model")
 
+    def branches_dir(self, i: int) -> Path:
+        return self.dir / f"iter{i}" / "branches"
+
     def prm_dir(self, i: int) -> Path:
         return self.dir / f"iter{i}" / "prm"
 
@@ -608,14 +616,19 @@ class Run:
 
     def rollouts(self, i: int) -> None:
         from agentprm.envs.alfworld import read_walkthroughs
-        from agentprm.rollout import reset_distribution_jobs
+        from agentprm.rollout import branches_of, reset_distribution_jobs
 
         r = self.cfg.rollout
         games = self._games(self.cfg.data.train_split, self.cfg.data.rollout_games, salt=100 + i)
         agent = self._lm(self.policy_dir(i - 1), r.temperature, r.explore)
         plans = read_walkthroughs(games) if r.reset_fraction > 0 else {}
         jobs = reset_distribution_jobs(games, r.repeats, self.cfg.seed + 1000 * i, r.reset_fraction, plans)
-        self._play(agent, jobs, self.dir / f"iter{i}" / "rollouts", f"rollouts of pi{i - 1}", {"stage": "rollouts"})
+        out = self.dir / f"iter{i}" / "rollouts"
+        self._play(agent, jobs, out, f"rollouts of pi{i - 1}", {"stage": "rollouts"})
+        if r.branches:
+            branch = branches_of(out / "trajectories.jsonl", jobs, r.branches, self.cfg.seed + 1000 * i + 1,
+                                 r.branch_fraction, self.cfg.data.max_steps)
+            self._play(agent, branch, self.branches_dir(i), f"branches of pi{i - 1}", {"stage": "branches"})
 
     def targets_config(self, i: int) -> Any:
         from agentprm.cli.common import build_config
@@ -623,7 +636,10 @@ class Run:
 
         t = self.cfg.targets
         first = 1 if t.all_iterations else i
-        rollouts = [str(self.dir / f"iter{k}" / "rollouts" / "trajectories.jsonl") for k in range(first, i + 1)]
+        dirs = [self.dir / f"iter{k}" / "rollouts" for k in range(first, i + 1)]
+        if self.cfg.rollout.branches:
+            dirs += [self.branches_dir(k) for k in range(first, i + 1)]
+        rollouts = [str(d / "trajectories.jsonl") for d in dirs]
         values = {"rollouts": rollouts, "out": str(self.dir / f"iter{i}" / "targets"), "gamma": t.gamma,
                   "val_fraction": t.val_fraction, "delta": t.delta, "seed": self.cfg.seed}
         if t.shaping_value is not None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from rich.progress import Progress
 
 from agentprm.agents.base import Agent, AgentOutput
+from agentprm.envs.alfworld import DEFAULT_MAX_STEPS
 from agentprm.envs.games import GameSpec
 from agentprm.envs.pool import Backend, EpisodeFailure, EpisodeSpec, open_pool
 from agentprm.envs.protocol import Observation
@@ -44,11 +45,19 @@ class Job:
     repeat: int = 0
     prefix: tuple[str, ...] = ()
     seed: int = 0
+    origin: str = ""
+    """For a branch (`branch_jobs`): the id of the episode whose first turns the prefix replays."""
+    max_steps: int | None = None
+    """This episode's own step budget, if smaller than the run's: a branch gets what its origin had left."""
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"a job's max_steps must be >= 1, got {self.max_steps}")
 
     @property
     def episode_id(self) -> str:
         start = f"@{len(self.prefix)}" if self.prefix else ""
-        return f"{self.game.game_id}{start}#{self.repeat}"
+        return f"{self.origin or self.game.game_id}{start}#{self.repeat}"
 
 
 def make_jobs(games: Iterable[GameSpec], repeats: int = 1, seed: int = 0) -> list[Job]:
@@ -72,6 +81,47 @@ def reset_distribution_jobs(
                 job = Job(job.game, job.repeat, tuple(plan[: rng.randint(1, len(plan) - 1)]), job.seed)
         jobs.append(job)
     return jobs
+
+
+def branch_jobs(
+    episodes: Iterable[Episode], games: Mapping[str, GameSpec], branches: int, seed: int, fraction: float = 1.0,
+    max_steps: int = DEFAULT_MAX_STEPS,
+) -> list[Job]:
+    """Same-state branching from the policy's own episodes: from a `fraction` of them, a turn t drawn
+    uniformly from 1..T−1, and `branches` new episodes that replay the first t actions and sample on
+    from there, with the budget the origin had left (max_steps − t), so a branch is not luckier than
+    the episode it restarts. Why: two rollouts of a game almost never meet at one state (the state key
+    is the whole history), so Monte-Carlo targets rarely compare two actions at the same state, and a
+    PRM trained on them learns which *states* win, not which *action* to take there. Branches put
+    several sampled actions, each with its own outcome, at one state: the contrast Best-of-N and the
+    policy step need. The prefix keeps its turns as history (envs replay it), so a branch's states key
+    exactly as its origin's. Failed episodes, and those of fewer than 2 turns, are not branched.
+    Seeded: a rerun draws the same branch points."""
+    if branches < 0:
+        raise ValueError(f"branches must be >= 0, got {branches}")
+    rng = random.Random(seed)
+    jobs = []
+    for ep in episodes:
+        if branches == 0 or ep.failed is not None or len(ep.steps) < 2 or rng.random() >= fraction:
+            continue
+        t = rng.randint(1, len(ep.steps) - 1)
+        prefix = (*ep.prefix, *(s.action for s in ep.steps[:t]))
+        budget = max_steps - t
+        if budget < 1:
+            continue
+        jobs += [Job(games[ep.game_id], b, prefix, seed + b, ep.episode_id, budget) for b in range(branches)]
+    return jobs
+
+
+def branches_of(
+    trajectories: Path, jobs: list[Job], branches: int, seed: int, fraction: float = 1.0,
+    max_steps: int = DEFAULT_MAX_STEPS,
+) -> list[Job]:
+    """`branch_jobs` from the episodes of `jobs` as `trajectories` recorded them, taken in job order
+    (not finishing order), so a rerun draws the same branches."""
+    by_id = {ep.episode_id: ep for ep in read_episodes(trajectories, skip_corrupt=True)}
+    origins = [by_id[j.episode_id] for j in jobs if j.episode_id in by_id]
+    return branch_jobs(origins, {j.game.game_id: j.game for j in jobs}, branches, seed, fraction, max_steps)
 
 
 @dataclass
@@ -211,6 +261,9 @@ def play(
             if result.done:
                 won = bool(result.info.get("won"))
                 finish(slot, state.episode(agent.policy_id, won, bool(result.info.get("truncated"))))
+            elif state.job.max_steps is not None and len(state.steps) >= state.job.max_steps:
+                state.steps[-1].done = True  # the job's own budget is spent: cut off, as the env does at its own
+                finish(slot, state.episode(agent.policy_id, False, True))
 
 
 def run_rollouts(

@@ -64,6 +64,22 @@ def test_rollout_rerun_continues_without_duplicates(alfworld_root, tiny_model, t
     assert json.loads((out / "summary.json").read_text())["eval/episodes"] == 4
 
 
+def test_rollout_branches_go_beside_the_rollouts_and_targets_read_both(alfworld_root, tiny_model, tmp_path):
+    out = tmp_path / "roll"
+    r = agentprm("rollout", "--policy", tiny_model, "--split", "train", "--games", "2", "--max-steps", "3",
+                 "--max-new-tokens", "6", "--branches", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    origins = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+    branches = [json.loads(x) for x in (out / "branches" / "trajectories.jsonl").read_text().splitlines()]
+    assert len(origins) == 2 and len(branches) == 4  # every 3-step episode branched twice
+    for b in branches:
+        assert b["episode_id"].split("@")[0] in {o["episode_id"] for o in origins}
+        assert len(b["prefix"]) + b["num_steps"] == 3 and b["truncated"]
+    r = agentprm("targets", "--rollouts", str(out), "--out", str(tmp_path / "t"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "t" / "summary.json").read_text())["targets/episodes_read"] == 6
+
+
 def test_wrong_model_path_and_corrupt_checkpoint_are_one_line(alfworld_root, tiny_model, tmp_path):
     r = agentprm("eval", "--policy", str(tmp_path / "no-such-model"), "--games", "1", "--out", str(tmp_path / "e"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no-such-model" in r.stderr

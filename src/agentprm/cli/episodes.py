@@ -15,7 +15,7 @@ from agentprm.envs.experts import EXPERTS
 from agentprm.envs.games import GameSpec, find_games, select_eval_games
 from agentprm.errors import ConfigError
 from agentprm.evaluation import play_and_report
-from agentprm.rollout import DEFAULT_RETRIES, make_jobs, reset_distribution_jobs
+from agentprm.rollout import DEFAULT_RETRIES, branches_of, make_jobs, reset_distribution_jobs
 
 SplitOpt = Annotated[str, typer.Option("--split", help="train, valid_seen or valid_unseen")]
 GamesOpt = Annotated[int | None, typer.Option("--games", help="play only N games (seeded sample)")]
@@ -98,6 +98,11 @@ def rollout(
     reset_fraction: Annotated[float, typer.Option(
         "--reset-fraction", help="share of episodes started along the expert walkthrough (reset distribution)")] = 0.0,
     explore: Annotated[bool, typer.Option("--explore", help="sample with the exploration prompt")] = False,
+    branches: Annotated[int, typer.Option("--branches", min=0, help="same-state branching: then, from a random turn "
+                                          "of each episode, K more that replay it so far and sample on, into "
+                                          "OUT/branches (`targets --rollouts OUT` reads both)")] = 0,
+    branch_fraction: Annotated[float, typer.Option("--branch-fraction", min=0.0, max=1.0,
+                                                   help="share of the episodes that are branched")] = 1.0,
     expert_labels: LabelsOpt = None,
     out: OutOpt = Path("runs/rollout"),
     workers: WorkersOpt = None,
@@ -115,11 +120,17 @@ def rollout(
     jobs = reset_distribution_jobs(specs, repeats, seed, reset_fraction, plans)
     extra = {"command": "rollout", "split": split, "games": len(specs), "repeats": repeats, "mode": mode,
              "temperature": temperature, "reset_fraction": reset_fraction, "explore": explore, "cpu_bf16": cpu_bf16,
-             "seed": seed, "max_steps": max_steps, "expert_labels": expert_labels}
+             "seed": seed, "max_steps": max_steps, "expert_labels": expert_labels, "branches": branches,
+             "branch_fraction": branch_fraction}
     if expert_labels is not None and expert_labels not in EXPERTS:
         raise ConfigError(f"--expert-labels {expert_labels!r}: choose one of {', '.join(EXPERTS)}")
     play_and_report(agent, jobs, out, f"{agent.policy_id} rollouts on {split}", workers, max_steps, extra,
                     max_in_flight, expert=expert_labels, retries=retries, backend=backend, ray_address=ray_address)
+    if branches:
+        branch = branches_of(out / "trajectories.jsonl", jobs, branches, seed + 1, branch_fraction, max_steps)
+        play_and_report(agent, branch, out / "branches", f"{agent.policy_id} branches on {split}", workers,
+                        max_steps, {**extra, "stage": "branches"}, max_in_flight, expert=expert_labels,
+                        retries=retries, backend=backend, ray_address=ray_address)
 
 
 def evaluate(
