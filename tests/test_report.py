@@ -21,11 +21,17 @@ def test_iteration_row_reads_targets_prm_and_the_dpo_log(tmp_path: Path) -> None
     (it / "policy" / "metrics.jsonl").write_text("\n".join(map(json.dumps, log)) + "\n{\"step\": 3, \"dpo")  # torn
     row = _diagnostics(tmp_path)[-1]
     # pairs (4+6)/2 = 5.0, gap (0.02+0.04)/2 = 0.03, margin (0.1+0.3)/2 = 0.2, KL at the last step 0.75
-    assert row == "| iter1 | 3/10 | 0.250 | 40 rows | 0.800 | 0.300 | 0.050 | 5.0 | 0.03 | 0.200 | 0.75 |"
-    # a Bradley–Terry PRM trained on the same-state pairs, not the rows: its row says so
+    assert row == "| iter1 | 3/10 | 0.250 | 40 rows | 0.800 | – | 0.300 | 0.050 | 5.0 | 0.03 | 0.200 | 0.75 |"
+    # a Bradley–Terry PRM trained on the same-state pairs, not the rows: its row says so, and the held-out pairs
     (it / "prm" / "summary.json").write_text(json.dumps(
-        {"prm/auc": 0.46, "prm/data/train_pairs": 84, "prm/val_pair_acc": 0.56, "config": {"loss": "bradley-terry"}}))
-    assert _diagnostics(tmp_path)[-1].startswith("| iter1 | 3/10 | 0.250 | 84 pairs (val pair accuracy 0.56) | 0.460 |")
+        {"prm/auc": 0.46, "prm/data/train_pairs": 84, "prm/data/val_pairs": 25, "prm/val_pair_acc": 0.56,
+         "config": {"loss": "bradley-terry"}}))
+    assert _diagnostics(tmp_path)[-1].startswith("| iter1 | 3/10 | 0.250 | 84 pairs | 0.460 | 0.56 (25) |")
+    # same-state branches: the targets counted rollouts and branches together; the row shows each
+    for d, won, n in (("rollouts", 2, 6), ("branches", 1, 4)):
+        (it / d).mkdir(exist_ok=True)
+        (it / d / "summary.json").write_text(json.dumps({"eval/won": won, "eval/finished": n}))
+    assert _diagnostics(tmp_path)[-1].startswith("| iter1 | 2/6 + 1/4 branches | 0.250 |")
 
 
 
@@ -41,7 +47,7 @@ def test_an_inverse_prm_iteration_gets_its_reward_models_figures_not_dashes(tmp_
          "inverse/data/train_learner_transitions": 250}))
     (it / "policy" / "metrics.jsonl").write_text(json.dumps({"step": 1, "dpo/pairs": 3.0, "policy/kl": 0.2}) + "\n")
     lines = _diagnostics(tmp_path)
-    assert lines[lines.index("## Per iteration") + 6] == "| iter1 | 7/20 | – | – | – | – | – | 3.0 | – | – | 0.20 |"
+    assert lines[lines.index("## Per iteration") + 6] == "| iter1 | 7/20 | – | – | – | – | – | – | 3.0 | – | – | 0.20 |"
     assert lines[-1] == "| iter1 | 7/20 | 300 | 250 | 0.610 | 0.700 | 0.120 | -0.050 |"
 
 

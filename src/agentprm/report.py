@@ -142,11 +142,15 @@ def _diagnostics(run_dir: Path) -> list[str]:
         log = {h["step"]: h for h in _read_jsonl(it / "policy" / "metrics.jsonl") if "dpo/pairs" in h}
         steps = list(log.values())
         won, used = t.get("targets/episodes_won"), t.get("targets/episodes_used")
+        r, b = _read(it / "rollouts" / "summary.json"), _read(it / "branches" / "summary.json")
         if not t:  # InversePRM iterations build no targets: the rollouts' own counts
-            r = _read(it / "rollouts" / "summary.json")
             won, used = r.get("eval/won"), r.get("eval/finished")
+        played = f"{won}/{used}"
+        if b:  # same-state branches: the targets read both, shown apart
+            played = (f"{r.get('eval/won')}/{r.get('eval/finished')} + "
+                      f"{b.get('eval/won')}/{b.get('eval/finished')} branches")
         if "inverse/val_loss" in p:
-            inverse.append(f"| {it.name} | {won}/{used} | {p.get('inverse/data/train_expert_transitions', '–')} | "
+            inverse.append(f"| {it.name} | {played} | {p.get('inverse/data/train_expert_transitions', '–')} | "
                            f"{p.get('inverse/data/train_learner_transitions', '–')} | "
                            + " | ".join("–" if p.get(k) is None else f"{p[k]:.3f}" for k in INVERSE_KEYS) + " |")
 
@@ -159,23 +163,27 @@ def _diagnostics(run_dir: Path) -> list[str]:
         kl = steps[-1].get("policy/kl") if steps else None
         trained_on = "–" if t.get("targets/train/rows") is None else f"{t['targets/train/rows']} rows"
         if p.get("config", {}).get("loss") == "bradley-terry":  # it read the pairs, not the rows
-            acc = f(p.get("prm/val_pair_acc"), ".2f")
-            trained_on = f"{p.get('prm/data/train_pairs', '–')} pairs (val pair accuracy {acc})"
-        rows.append(f"| {it.name} | {won}/{used} | {f(t.get('targets/mean_q'))} | {trained_on} | "
-                    f"{f(p.get('prm/auc'))} | {f(p.get('prm/val_bce'))} | {f(p.get('prm/ece'))} | "
+            trained_on = f"{p.get('prm/data/train_pairs', '–')} pairs"
+        pair_acc = f(p.get("prm/val_pair_acc"), ".2f")
+        if p.get("prm/data/val_pairs") is not None:
+            pair_acc += f" ({p['prm/data/val_pairs']})"
+        rows.append(f"| {it.name} | {played} | {f(t.get('targets/mean_q'))} | {trained_on} | "
+                    f"{f(p.get('prm/auc'))} | {pair_acc} | {f(p.get('prm/val_bce'))} | {f(p.get('prm/ece'))} | "
                     f"{f(pairs, '.1f')} | {f(sum(gap) / len(gap) if gap else None, '.2g')} | "
                     f"{f(sum(margin) / len(margin) if margin else None)} | {f(kl, '.2f')} |")
     if not rows:
         return []
     out = ["", "## Per iteration", "",
-            "Rollouts won / used, mean Q̂, what the PRM trained on (Q̂ rows; same-state pairs for a Bradley–Terry PRM, "
-            "with their held-out pair accuracy); PRM validation AUC (won vs lost, held-out games), "
-            "soft BCE and calibration error; policy step: preference pairs per step, the PRM's mean score gap "
+            "Rollouts won / used (and their same-state branches, which the targets also read), mean Q̂, what the PRM "
+            "trained on (Q̂ rows; same-state pairs for a Bradley–Terry PRM); PRM validation AUC (won vs lost, held-out "
+            "games), its accuracy on the held-out same-state pairs (two actions at one state whose Q̂ differ by ≥ δ; "
+            "how many in brackets: what Best-of-N and the policy step need), soft BCE and calibration error; policy "
+            "step: preference pairs per step, the PRM's mean score gap "
             "between the chosen and rejected answers (near 0: the pairs carry no signal), mean DPO margin, and the "
             "KL to the previous policy at the last step.", "",
-            "| iteration | rollouts won | mean Q̂ | PRM trained on | PRM AUC | PRM val BCE | PRM ECE | pairs/step "
-            "| PRM pair gap | DPO margin | final KL |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
+            "| iteration | rollouts won | mean Q̂ | PRM trained on | PRM AUC | PRM pair acc | PRM val BCE | PRM ECE "
+            "| pairs/step | PRM pair gap | DPO margin | final KL |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
     if inverse:
         out += ["", "InversePRM iterations build no Q̂ targets and train their reward model on demos vs rollouts: "
                 "rollouts won / used (read for this table only; InversePRM never trains on outcomes), its training "
