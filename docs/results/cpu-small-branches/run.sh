@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One AgentPRM iteration from the 48 % π0 of docs/results/cpu-small-sft20 with same-state branching: from a random
+# turn of half of π0's 300 rollouts, 4 more episodes that replay it so far and sample on (the budget it had left),
+# so the Monte-Carlo targets compare several actions at one state. Everything else as that run's step 3.
+# Run from the repository root on the idle 2-core CPU. As run: O=/work/dev/sft20, run_dir /work/dev/branch, code from
+# a snapshot of main at 2b59223 (PYTHONPATH). π0's evaluations and its 300 rollouts were copied from the run of
+# cpu-small-sft20/run.sh step 3 (same config and seed, so the same jobs: the loop skipped them and played only the
+# branches); running this script from nothing plays them again.
+set -euo pipefail
+O=${O:-runs/cpu-small-sft20}
+
+agentprm train --config configs/cpu-small.yaml --set policy=$O/model --set rollout.branches=4 \
+  --set rollout.branch_fraction=0.5 --set 'eval.best_of=[4]' --set run_dir=runs/cpu-small-branches
