@@ -11,3 +11,8 @@ O=${O:-runs/cpu-small-sft20}
 
 agentprm train --config configs/cpu-small.yaml --set policy=$O/model --set rollout.branches=4 \
   --set rollout.branch_fraction=0.5 --set 'eval.best_of=[4]' --set run_dir=runs/cpu-small-branches
+
+# Bradley–Terry PRM on the same branched targets (the loop's PRM settings, loss changed), for its pair accuracy.
+agentprm train-prm --data runs/cpu-small-branches/iter1/targets --model $O/model --out runs/cpu-small-branches-bt \
+  --loss bradley-terry --epochs 3 --lr 5e-4 --batch-size 4 --set max_length=2048 --set eval_batch_size=64 \
+  --set history_window=null --set eval_each_epoch=false
