@@ -131,6 +131,11 @@ def _imitation(run_dir: Path) -> list[str]:
 INVERSE_KEYS = ("inverse/val_loss", "inverse/val_accuracy", "inverse/val_expert_reward", "inverse/val_learner_reward")
 
 
+def _won(summary: dict[str, Any]) -> str:
+    """Won / finished episodes of a played folder's summary."""
+    return f"{summary.get('eval/won')}/{summary.get('eval/finished')}"
+
+
 def _diagnostics(run_dir: Path) -> list[str]:
     """Per iteration: what the rollouts, Q̂ targets, PRM and policy step saw (the figures to read when
     success does not move)."""
@@ -141,14 +146,12 @@ def _diagnostics(run_dir: Path) -> list[str]:
         # a step re-run after a resume is logged again: keep its last record
         log = {h["step"]: h for h in _read_jsonl(it / "policy" / "metrics.jsonl") if "dpo/pairs" in h}
         steps = list(log.values())
-        won, used = t.get("targets/episodes_won"), t.get("targets/episodes_used")
         r, b = _read(it / "rollouts" / "summary.json"), _read(it / "branches" / "summary.json")
+        played = f"{t.get('targets/episodes_won')}/{t.get('targets/episodes_used')}"
         if not t:  # InversePRM iterations build no targets: the rollouts' own counts
-            won, used = r.get("eval/won"), r.get("eval/finished")
-        played = f"{won}/{used}"
+            played = _won(r)
         if b:  # same-state branches: the targets read both, shown apart
-            played = (f"{r.get('eval/won')}/{r.get('eval/finished')} + "
-                      f"{b.get('eval/won')}/{b.get('eval/finished')} branches")
+            played = f"{_won(r)} + {_won(b)} branches"
         if "inverse/val_loss" in p:
             inverse.append(f"| {it.name} | {played} | {p.get('inverse/data/train_expert_transitions', '–')} | "
                            f"{p.get('inverse/data/train_learner_transitions', '–')} | "

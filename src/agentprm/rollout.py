@@ -99,10 +99,12 @@ def branch_jobs(
     Seeded: a rerun draws the same branch points."""
     if branches < 0:
         raise ValueError(f"branches must be >= 0, got {branches}")
+    if branches == 0:
+        return []
     rng = random.Random(seed)
     jobs = []
     for ep in episodes:
-        if branches == 0 or ep.failed is not None or len(ep.steps) < 2 or rng.random() >= fraction:
+        if ep.failed is not None or len(ep.steps) < 2 or rng.random() >= fraction:
             continue
         t = rng.randint(1, len(ep.steps) - 1)
         prefix = (*ep.prefix, *(s.action for s in ep.steps[:t]))
