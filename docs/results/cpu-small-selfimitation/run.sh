@@ -13,7 +13,7 @@ agentprm train --config configs/cpu-small.yaml --set iterations=0 --set run_dir=
 # 2. The loop's rollouts of π0 (150 train games × 2 at temperature 1; the held-out games excluded): the same
 #    run resumed with one iteration, stopped once iter1/rollouts and iter1/targets were done.
 cp -r $R $I
-agentprm train --config configs/cpu-small.yaml --set run_dir=$I --set iterations=1 --force  # stopped after iter1/targets
+agentprm train --config configs/cpu-small.yaml --set run_dir=$I --set iterations=1 --force  # stopped by hand after iter1/targets
 
 # 3. π1 = π0 fine-tuned 2 more epochs at lr 3e-4 on the demos plus π0's won rollouts ("won"), and the control:
 #    π0 fine-tuned the same way on the demos alone ("ctl"). SFT keeps only won episodes of what it is given.
@@ -25,12 +25,13 @@ agentprm sft --model $R/pi0/model --demos $R/demos --out $O/sft-ctl --epochs 2 $
 python docs/results/cpu-small-selfimitation/shortest_won.py $I/iter1/rollouts $O/shortest
 agentprm sft --model $R/pi0/model --demos $I/iter1/rollouts --out $O/sft-wononly --epochs 2 $SFT
 agentprm sft --model $R/pi0/model --demos $O/shortest --out $O/sft-shortonly --epochs 2 $SFT
-python docs/results/cpu-small-shaping/heldout_policy.py $O/sft-wononly/model $O/held-wononly
-python docs/results/cpu-small-shaping/heldout_policy.py $O/sft-shortonly/model $O/held-shortonly
 
-# 4. Each on the loop's 60 held-out train games (the loop's own greedy acting) and on the 75 valid_seen games.
-for name in won ctl; do
+# 4. Each on the loop's 60 held-out train games (the loop's own greedy acting); the two with demos also on the 75
+#    valid_seen games (the other two lost held-out games, so they were not played there).
+for name in won ctl wononly shortonly; do
   python docs/results/cpu-small-shaping/heldout_policy.py $O/sft-$name/model $O/held-$name
+done
+for name in won ctl; do
   agentprm eval --policy $O/sft-$name/model --split valid_seen --task-type look_at_obj_in_light \
     --task-type pick_and_place_simple --task-type pick_clean_then_place_in_recep --mode constrained \
     --max-new-tokens 24 --history -1 --workers 2 --max-steps 30 --seed 0 --batch-size 64 --cpu-bf16 --out $O/vs-$name
