@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,33 @@ def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
         return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
                 "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
     return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX): the only CPUs where bf16 autocast
+    pays (~1.7× faster training there). Elsewhere oneDNN emulates bf16 and autocast is far *slower*:
+    on a 2-core AVX2 AMD EPYC, one training step of the 4.4 M scratch model (4 × 512 tokens) took 19.6 s
+    under bf16 autocast and 0.65 s in fp32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
+
+
+_warned_bf16 = False
+
+
+def cpu_bf16_if_native(requested: bool) -> bool:
+    """A config's CPU bf16 switch (`acting.cpu_bf16`, SFT `bf16_cpu`) as it should take effect: on where
+    it was asked for and the CPU has native bf16, off (fp32, with one warning per process) where it
+    would make the run many times slower. Runs stay comparable across machines only where both
+    have native bf16 or neither does: greedy choices under bf16 can differ from fp32."""
+    global _warned_bf16
+    if not requested or cpu_has_native_bf16():
+        return requested
+    if not _warned_bf16:
+        _warned_bf16 = True
+        warnings.warn("bf16 on the CPU was asked for, but this CPU has no native bf16 (AVX512-BF16 or AMX), "
+                      "where it runs many times slower than fp32: using fp32", stacklevel=2)
+    return False
 
 
 def _smollm2_gguf() -> Path:

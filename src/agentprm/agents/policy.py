@@ -35,7 +35,7 @@ from agentprm.agents.base import AgentOutput
 from agentprm.agents.prefix_cache import PrefixCache, cached_generate
 from agentprm.agents.seeding import RowSampler, SeededSampling, row_seed
 from agentprm.errors import ConfigError
-from agentprm.models import resolve_model
+from agentprm.models import cpu_bf16_if_native, resolve_model
 from agentprm.prompts import TurnContext, build_messages, format_answer, parse_answer, prompt_style
 
 DEFAULT_HISTORY_WINDOW = 8
@@ -80,7 +80,8 @@ class PolicyConfig:
     (`agents.prefix_cache`); off for a model that changes between calls (the DPO sampler)."""
     cpu_bf16: bool = False
     """Act under bf16 autocast on the CPU (~1.6× faster where the CPU has AVX512-BF16 or AMX; log-probs
-    lose some precision). Weights stay as loaded; CUDA models are bf16 already."""
+    lose some precision). Ignored, with a warning, on CPUs without them (`models.cpu_bf16_if_native`),
+    where it is many times slower. Weights stay as loaded; CUDA models are bf16 already."""
     static_cache: bool | None = None
     """Generate with a static KV cache (compiled decode). None: on for CUDA, off for CPU, where
     compilation costs more than it saves."""
@@ -390,7 +391,7 @@ class LMPolicy:
         return out  # type: ignore[return-value]
 
     def _autocast(self) -> torch.autocast:
-        on = self.config.cpu_bf16 and self.device.type == "cpu"
+        on = self.device.type == "cpu" and cpu_bf16_if_native(self.config.cpu_bf16)
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
 
     def generation_kwargs(self, min_new_tokens: int = 0, sampler: RowSampler | None = None) -> dict[str, Any]:

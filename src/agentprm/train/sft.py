@@ -52,7 +52,7 @@ from agentprm.atomic import save_model, write_json
 from agentprm.bounds import Count, Fraction, NonNegative, NonNegInt, Positive
 from agentprm.contexts import contexts_from_episode
 from agentprm.errors import ConfigError
-from agentprm.models import load_causal_lm, load_tokenizer, pick_device, training_attention
+from agentprm.models import cpu_bf16_if_native, load_causal_lm, load_tokenizer, pick_device, training_attention
 from agentprm.progress import progress_bar
 from agentprm.prompts import build_messages, format_answer, prompt_style
 from agentprm.train.parallel import device_for
@@ -137,7 +137,8 @@ class SFTConfig:
     """Attention kernel for training ("eager", "sdpa"; None: eager on CUDA, see
     `models.training_attention` for the NaN it avoids)."""
     bf16_cpu: bool = False
-    """bf16 autocast on the CPU too (~1.7× faster on CPUs with AVX512-BF16/AMX; fp32 master weights)."""
+    """bf16 autocast on the CPU too (~1.7× faster on CPUs with AVX512-BF16/AMX; fp32 master weights);
+    ignored, with a warning, on CPUs without them, where it is many times slower."""
     progress: bool = True
     """Show the progress bar."""
 
@@ -362,7 +363,7 @@ def _training_args(cfg: SFTConfig, has_val: bool, cuda: bool) -> TrainingArgumen
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
         prediction_loss_only=True,
-        bf16=cuda or cfg.bf16_cpu,
+        bf16=cuda or cpu_bf16_if_native(cfg.bf16_cpu),
         use_cpu=not cuda,
         seed=cfg.seed,
         disable_tqdm=True,  # TrainerProgress shows the bar (and the loss) instead
