@@ -21,22 +21,26 @@ def test_eval_writes_table_files_and_per_episode_jsonl(alfworld_root, tiny_model
     assert len((out / "trajectories.jsonl").read_text().splitlines()) == 2
 
 
-def test_cpu_bf16_reaches_the_policy_and_is_recorded(alfworld_root, tiny_model, tmp_path):
+def test_cpu_bf16_reaches_the_policy_and_is_recorded(alfworld_root, tiny_model, tmp_path, monkeypatch):
     """--cpu-bf16 is the loop's acting.cpu_bf16 on the command line: the policy acts under bf16 autocast
-    (so a loop's figures can be reproduced by `agentprm eval`); without it, fp32."""
+    (so a loop's figures can be reproduced by `agentprm eval`) where the CPU has native bf16; without it,
+    fp32. The summary records what took effect on the machine that ran it."""
     import torch
 
     from agentprm.agents.factory import make_agent
+    from agentprm.models import cpu_has_native_bf16
 
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     on = make_agent(tiny_model, "constrained", 0.0, 1.0, 6, None, 0, 4, cpu_bf16=True)
     off = make_agent(tiny_model, "constrained", 0.0, 1.0, 6, None, 0, 4)
     assert on._autocast()._enabled and on._autocast().fast_dtype == torch.bfloat16
     assert not off._autocast()._enabled
+    monkeypatch.undo()
     out = tmp_path / "eval"
     r = agentprm("eval", "--policy", tiny_model, "--games", "1", "--max-steps", "2", "--max-new-tokens", "6",
                  "--mode", "constrained", "--cpu-bf16", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert json.loads((out / "summary.json").read_text())["cpu_bf16"] is True
+    assert json.loads((out / "summary.json").read_text())["cpu_bf16"] is cpu_has_native_bf16()
 
 
 def test_score_mode_is_recorded_and_only_takes_admissible_actions(alfworld_root, tiny_model, tmp_path):

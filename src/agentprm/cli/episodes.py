@@ -113,15 +113,17 @@ def rollout(
     retries: RetriesOpt = DEFAULT_RETRIES,
 ) -> None:
     """Sample trajectories from a policy (K repeats per game); rerunning continues where it stopped."""
+    from agentprm.models import cpu_bf16_if_native  # what --cpu-bf16 does on this CPU, for the summary
+
     specs = select_games(split, games, task_type, seed)
     agent = make_agent(policy, mode, temperature, top_p, max_new_tokens, history_arg(history_window), seed, batch_size,
                        explore=explore, cpu_bf16=cpu_bf16)
     plans = read_walkthroughs(specs) if reset_fraction > 0 else {}
     jobs = reset_distribution_jobs(specs, repeats, seed, reset_fraction, plans)
     extra = {"command": "rollout", "split": split, "games": len(specs), "repeats": repeats, "mode": mode,
-             "temperature": temperature, "reset_fraction": reset_fraction, "explore": explore, "cpu_bf16": cpu_bf16,
-             "seed": seed, "max_steps": max_steps, "expert_labels": expert_labels, "branches": branches,
-             "branch_fraction": branch_fraction}
+             "temperature": temperature, "reset_fraction": reset_fraction, "explore": explore,
+             "cpu_bf16": cpu_bf16_if_native(cpu_bf16), "seed": seed, "max_steps": max_steps,
+             "expert_labels": expert_labels, "branches": branches, "branch_fraction": branch_fraction}
     if expert_labels is not None and expert_labels not in EXPERTS:
         raise ConfigError(f"--expert-labels {expert_labels!r}: choose one of {', '.join(EXPERTS)}")
     play_and_report(agent, jobs, out, f"{agent.policy_id} rollouts on {split}", workers, max_steps, extra,
@@ -165,6 +167,8 @@ def evaluate(
     retries: RetriesOpt = DEFAULT_RETRIES,
 ) -> None:
     """Success overall and per task type (the paper's Table 1), #actions, non-admissible rate."""
+    from agentprm.models import cpu_bf16_if_native  # what --cpu-bf16 does on this CPU, for the summary
+
     check_lookahead(lookahead, lookahead_gamma, prm, best_of)
     specs = select_games(split, games, task_type, seed)
     temp = bon_temperature if prm is not None and best_of > 1 else temperature
@@ -174,8 +178,8 @@ def evaluate(
         agent = with_lookahead(agent, lookahead, lookahead_gamma, specs, max_steps, lookahead_workers)
     extra = {"command": "eval", "split": split, "games": len(specs), "mode": mode, "temperature": temp,
              "best_of": best_of, "prm": str(prm) if prm else None, "lookahead": lookahead,
-             "lookahead_gamma": lookahead_gamma if lookahead is not None else None, "cpu_bf16": cpu_bf16, "seed": seed,
-             "max_steps": max_steps}
+             "lookahead_gamma": lookahead_gamma if lookahead is not None else None,
+             "cpu_bf16": cpu_bf16_if_native(cpu_bf16), "seed": seed, "max_steps": max_steps}
     with closing(agent) if hasattr(agent, "close") else nullcontext():  # the look-ahead's spare envs
         play_and_report(agent, make_jobs(specs, 1, seed), out, f"{agent.policy_id} on {split}", workers, max_steps,
                         extra, max_in_flight, retries=retries, backend=backend, ray_address=ray_address)
