@@ -24,3 +24,9 @@ agentprm train --config configs/cpu-small.yaml --set run_dir=$I --set iterations
 #    followed.
 python docs/results/cpu-small-distill/play_rollout_games.py $I $O/rg-greedy 0 60
 python docs/results/cpu-small-distill/play_rollout_games.py $I $O/rg-look3 3 60
+
+# 4. The same look-ahead on the 75 valid_seen games (the last stop's unfinished run, from this π0): 42/75.
+agentprm eval --policy $I/pi0/model --prm $I/iter1/prm --best-of 4 --lookahead 3 --lookahead-workers 2 \
+  --split valid_seen --task-type look_at_obj_in_light --task-type pick_and_place_simple \
+  --task-type pick_clean_then_place_in_recep --mode constrained --max-new-tokens 24 --history -1 --workers 2 \
+  --max-steps 30 --seed 0 --batch-size 64 --in-flight 32 --cpu-bf16 --out $O/vs-look3
