@@ -6,13 +6,13 @@ usage (repository root): python docs/results/cpu-small-distill/play_rollout_game
   K: look-ahead depth (omitted or 0: π0 greedy); N: only N of the games, a stratified sample (seed 0)"""
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 
 def main() -> None:
     from agentprm.agents.factory import with_lookahead
     from agentprm.envs.games import stratified_games
+    from agentprm.evaluation import summarize
     from agentprm.loop import Run, load_config
     from agentprm.rollout import make_jobs, run_rollouts
 
@@ -32,12 +32,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     eps = run_rollouts(agent, make_jobs(games, 1, run.cfg.seed), out / "trajectories.jsonl", workers=2,
                        max_steps=run.cfg.data.max_steps, max_in_flight=32 if depth else 64, show_progress=False)
-    won, tot = Counter(), Counter()
-    for e in eps:
-        won[e.task_type[:10]] += e.won
-        tot[e.task_type[:10]] += 1
-    by_type = {k: f"{won[k]}/{tot[k]}" for k in tot}
-    print(f"{agent.policy_id}: {sum(won.values())}/{len(eps)} won {by_type} {time.time() - t:.0f}s")
+    summary = summarize(eps)
+    by_type = {k: f"{v['won']}/{v['episodes']}" for k, v in summary["per_task_type"].items()}
+    print(f"{agent.policy_id}: {summary['eval/won']}/{len(eps)} won {by_type} {time.time() - t:.0f}s")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ from agentprm.trajectory import load_episodes
 def main() -> None:
     eps = [e for e in load_episodes([sys.argv[1]]) if e.won and not e.failed and not e.prefix]
     best = {}
-    for e in sorted(reversed(eps), key=lambda e: len(e.steps), reverse=True):  # shortest (first on ties) last
-        best[e.game_id] = e
+    for e in eps:  # the shortest won episode of each game, the first of equals
+        if e.game_id not in best or len(e.steps) < len(best[e.game_id].steps):
+            best[e.game_id] = e
     out = Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "trajectories.jsonl", "".join(e.model_dump_json() + "\n" for e in best.values()))

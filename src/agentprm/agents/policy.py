@@ -284,6 +284,7 @@ class LMPolicy:
         self.stop_ids = stop_ids(tokenizer)
         self.prompt_style = prompt_style(model)
         self._calls = 0
+        self._cpu_bf16 = self.device.type == "cpu" and cpu_bf16_if_native(self.config.cpu_bf16)  # decided once
         self._store: PrefixCache | None = None
         if self.prompt_style == "episode" and self.config.prefix_cache:
             probe = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True,
@@ -391,8 +392,7 @@ class LMPolicy:
         return out  # type: ignore[return-value]
 
     def _autocast(self) -> torch.autocast:
-        on = self.device.type == "cpu" and cpu_bf16_if_native(self.config.cpu_bf16)
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._cpu_bf16)
 
     def generation_kwargs(self, min_new_tokens: int = 0, sampler: RowSampler | None = None) -> dict[str, Any]:
         """`generate` arguments. Sampling is greedy decoding over seeded, warped scores (SeededSampling),
