@@ -131,6 +131,9 @@ class DaggerSection(_Section):
     lr: Positive | None = Field(None, description="learning rate of the round's SFT (None: sft.lr)")
     max_relabels: Count | None = Field(4, description="per learner episode, train on the first k states where the "
                                      "expert disagrees (each costs a whole prompt; None: all)")
+    relabel_from: Literal["start", "first_repeat"] = Field(
+        "start", description="relabel disagreements from the episode's start, or only from its first repeated "
+        "(observation, action) on, where the learner loops (SFTConfig.relabel_from)")
 
 
 class RolloutSection(_Section):
@@ -567,7 +570,8 @@ class Run:
         g = self.cfg.dagger
         data = [self.dir / "demos", *(self.dir / f"dagger{k}" / "rollouts" for k in range(1, r + 1))]
         return self.sft_config(str(self.sft_dir(r - 1) / "model"), data, self.sft_dir(r), labels="auto",
-                               epochs=g.epochs, lr=g.lr or self.cfg.sft.lr, max_relabels=g.max_relabels)
+                               epochs=g.epochs, lr=g.lr or self.cfg.sft.lr, max_relabels=g.max_relabels,
+                               relabel_from=g.relabel_from)
 
     def dagger_sft(self, r: int) -> None:
         from agentprm.train.sft import train_sft

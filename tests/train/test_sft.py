@@ -15,7 +15,9 @@ from agentprm.errors import ModelLoadError
 from agentprm.models import load_causal_lm, load_tokenizer
 from agentprm.train.sft import (
     SFTConfig,
+    _labels,
     episodes_to_examples,
+    first_repeat,
     last_good_checkpoint,
     split_by_game,
     tokenize_example,
@@ -54,6 +56,41 @@ def demos(tmp_path: Path) -> str:
             w.write(make_episode(i))
         w.write(make_episode(99, won=False))  # a lost episode is never a demonstration
     return str(path)
+
+
+def looping_episode() -> Episode:
+    """A lost learner episode with expert labels: shelf 1 → 2 → 1 → 2 (the loop starts at turn 2)."""
+    turns = [("You are in the room.", "go to shelf 1", "go to shelf 2"),  # another search order
+             ("You arrive at shelf 1.", "go to shelf 2", "go to shelf 2"),
+             ("You arrive at shelf 2.", "go to shelf 1", "go to shelf 3"),
+             ("You arrive at shelf 1.", "go to shelf 2", "go to shelf 3"),  # repeats turn 1
+             ("You arrive at shelf 2.", "go to shelf 1", "go to shelf 3"),  # repeats turn 2
+             ("You arrive at shelf 1.", "go to shelf 2", None)]
+    steps = [Step(observation=o, admissible_actions=[a], action=a, expert_action=e) for o, a, e in turns]
+    return Episode(episode_id="loop", game_id="g", split="train", task_type="pick", task="find a mug",
+                   steps=steps, won=False)
+
+
+def test_first_repeat_is_where_the_loop_starts() -> None:
+    assert first_repeat(looping_episode()) == 3
+    assert first_repeat(make_episode(0)) is None
+
+
+def test_relabels_from_the_first_repeat_skip_earlier_disagreements() -> None:
+    ep = looping_episode()
+    # from the start: every disagreement (turns 0, 2, 3, 4), capped at max_relabels
+    assert _labels(ep, "expert", None) == ["go to shelf 2", "go to shelf 2", "go to shelf 3", "go to shelf 3",
+                                           "go to shelf 3", None]
+    assert _labels(ep, "expert", 2) == ["go to shelf 2", "go to shelf 2", "go to shelf 3", None, None, None]
+    # from the first repeat (turn 3): turns 0 and 2 dropped, the agreeing turn 1 kept, the cap counts from turn 3
+    assert _labels(ep, "expert", None, "first_repeat") == [None, "go to shelf 2", None, "go to shelf 3",
+                                                           "go to shelf 3", None]
+    assert _labels(ep, "expert", 1, "first_repeat") == [None, "go to shelf 2", None, "go to shelf 3", None, None]
+    # an episode that never repeats keeps only its agreeing turns
+    calm = Episode(**{**ep.model_dump(), "steps": ep.steps[:3]})
+    assert _labels(calm, "expert", None, "first_repeat") == [None, "go to shelf 2", None]
+    with pytest.raises(Exception, match="relabel_from"):
+        SFTConfig(demos=["x"], model="m", out="o", relabel_from="loops")
 
 
 def test_examples_one_per_turn_of_won_episodes_only() -> None:
