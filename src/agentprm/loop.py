@@ -204,6 +204,7 @@ class EvalSection(_Section):
     best_of: list[Count] = Field(default_factory=lambda: [4], description="Best-of-N sizes evaluated each iteration "
                                "(with heldout games: on the kept iteration only)")
     bon_temperature: NonNegative = Field(1.0, description="sampling temperature for Best-of-N")
+    bon_greedy: bool = Field(False, description="Best-of-N's first candidate is π's greedy answer (N-1 sampled)")
 
 
 class RunConfig(_Section):
@@ -590,7 +591,8 @@ class Run:
         from agentprm.train.prm import PRM
 
         lm = self._lm(self.policy_dir(i), self.cfg.eval.bon_temperature)
-        return BestOfNAgent(lm, PRM.load(str(self.prm_dir(max(i, 1))), device=self.cfg.device), n)
+        return BestOfNAgent(lm, PRM.load(str(self.prm_dir(max(i, 1))), device=self.cfg.device), n,
+                            greedy=lm.greedy() if self.cfg.eval.bon_greedy else None)
 
     def evaluate(self, i: int, best_of: int = 1) -> None:
         from agentprm.rollout import make_jobs

@@ -53,6 +53,33 @@ def test_ties_go_to_the_first_sample():
     assert agent.act([TurnContext("t", "o", ["a", "b"])])[0].action == "b"
 
 
+class CountingSampler:
+    """Answers `first` n times; records the n it was asked for."""
+
+    def __init__(self, name: str, first: list[str], rest: list[str] | None = None):
+        self.policy_id, self.first, self.rest, self.asked = name, first, rest or [], []
+
+    def sample(self, contexts, n):
+        self.asked.append(n)
+        return [[AgentOutput(a, f"ACTION: {a}") for a in [f, *self.rest][:n]] for f in self.first]
+
+
+def test_with_a_greedy_twin_the_greedy_answer_is_one_of_n_and_wins_ties():
+    ctxs = [TurnContext("t", "o", ["a", "b", "c"]), TurnContext("t", "o2", ["a", "b", "c"])]
+    sampled = CountingSampler("lm", ["b", "c"], ["a", "b"])  # state 1: b, a, b; state 2: c, a, b
+    greedy = CountingSampler("lm", ["a", "a"])
+    scorer = TableScorer({"a": 0.5, "b": 0.5, "c": 0.9})
+    agent = BestOfNAgent(sampled, scorer, n=4, greedy=greedy)
+    picked = agent.act(ctxs)
+    assert greedy.asked == [1] and sampled.asked == [3]  # N = 4 candidates: greedy + 3 samples
+    # state 1: a (greedy) ties b at 0.5 and keeps it; state 2: the sample c scores higher than greedy a
+    assert [p.action for p in picked] == ["a", "c"]
+    assert agent.last_scores == [[0.5, 0.5], [0.5, 0.9, 0.5]]
+    assert agent.policy_id == "lm+bon4g"
+    with pytest.raises(Exception, match="N >= 2"):
+        BestOfNAgent(sampled, scorer, n=1, greedy=greedy)
+
+
 REASONED = (AgentOutput("look", "REASON: check the room\nACTION: look", "check the room"),
             AgentOutput("go to fridge 1", "REASON: mugs go in fridges\nACTION: go to fridge 1", "mugs go in fridges"),
             AgentOutput("look", "REASON: nothing else to do\nACTION: look", "nothing else to do"),

@@ -4,6 +4,11 @@ What counts as distinct is what the PRM reads (`PRM.answer`): the whole answer (
 PRM that reads it, the action alone for one that reads only the action. Identical answers are scored
 once: with a small policy many of the N samples agree, and the PRM pass is the expensive part. Ties go
 to the first-sampled answer.
+
+With a greedy twin of the policy (`greedy=`), the first of the N candidates is the policy's own greedy
+answer and N-1 are sampled: the PRM then moves the agent off what greedy π would do only where it scores
+a sample strictly higher. Sampling all N at temperature 1 also spends candidates on answers worse than
+greedy's, and at this project's CPU scale that lost more than the PRM won back (README).
 """
 
 from __future__ import annotations
@@ -43,16 +48,19 @@ def distinct(samples: list[AgentOutput], key: Callable[[AgentOutput], str]) -> l
 class BestOfNAgent:
     """An Agent that lets a PRM choose among a policy's N samples (the paper's Best-of-N)."""
 
-    def __init__(self, policy: Sampler, prm: Scorer, n: int, prm_batch_size: int = 16):
+    def __init__(self, policy: Sampler, prm: Scorer, n: int, prm_batch_size: int = 16, greedy: Sampler | None = None):
         if getattr(prm, "reads", None) == "state":  # a value model gives every candidate the same score
             raise ConfigError("Best-of-N needs a PRM that reads actions; this one reads the state alone (a value "
                               "model for shaping, `train-prm --reads state`)")
+        if greedy is not None and n < 2:
+            raise ConfigError("Best-of-N with the greedy answer among the candidates needs N >= 2")
         self.policy, self.prm, self.n, self.prm_batch_size = policy, prm, n, prm_batch_size
+        self.greedy = greedy
         self.last_scores: list[list[float]] = []
 
     @property
     def policy_id(self) -> str:
-        return f"{self.policy.policy_id}+bon{self.n}"
+        return f"{self.policy.policy_id}+bon{self.n}{'g' if self.greedy is not None else ''}"
 
     def candidates(self, contexts: list[TurnContext], by_action: bool = False) -> list[list[AgentOutput]]:
         """The distinct answers among the policy's N samples per context, in sampling order: distinct by
@@ -60,7 +68,11 @@ class BestOfNAgent:
         def read(o: AgentOutput) -> str:
             return o.action if by_action else self.prm.answer(o.action, o.reason)
 
-        return [distinct(s, read) for s in self.policy.sample(contexts, self.n)]
+        if self.greedy is None:
+            return [distinct(s, read) for s in self.policy.sample(contexts, self.n)]
+        firsts = self.greedy.sample(contexts, 1)
+        rest = self.policy.sample(contexts, self.n - 1)
+        return [distinct(f + s, read) for f, s in zip(firsts, rest, strict=True)]
 
     def score_pairs(self, contexts: list[TurnContext], actions: list[str],
                     reasons: list[str | None] | None = None) -> list[float]:
