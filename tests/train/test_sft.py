@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import DataCollatorForSeq2Seq
 
-from agentprm.errors import ModelLoadError
+from agentprm.errors import ConfigError, ModelLoadError
 from agentprm.models import load_causal_lm, load_tokenizer
 from agentprm.train.sft import (
     SFTConfig,
@@ -59,7 +59,7 @@ def demos(tmp_path: Path) -> str:
 
 
 def looping_episode() -> Episode:
-    """A lost learner episode with expert labels: shelf 1 → 2 → 1 → 2 (the loop starts at turn 2)."""
+    """A lost learner episode with expert labels: shelf 1 → 2 → 1 → 2 (turn 3 repeats turn 1: the loop)."""
     turns = [("You are in the room.", "go to shelf 1", "go to shelf 2"),  # another search order
              ("You arrive at shelf 1.", "go to shelf 2", "go to shelf 2"),
              ("You arrive at shelf 2.", "go to shelf 1", "go to shelf 3"),
@@ -89,7 +89,7 @@ def test_relabels_from_the_first_repeat_skip_earlier_disagreements() -> None:
     # an episode that never repeats keeps only its agreeing turns
     calm = Episode(**{**ep.model_dump(), "steps": ep.steps[:3]})
     assert _labels(calm, "expert", None, "first_repeat") == [None, "go to shelf 2", None]
-    with pytest.raises(Exception, match="relabel_from"):
+    with pytest.raises(ConfigError, match="relabel_from"):
         SFTConfig(demos=["x"], model="m", out="o", relabel_from="loops")
 
 

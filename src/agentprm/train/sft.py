@@ -131,9 +131,10 @@ class SFTConfig:
     learner goes wrong). None: all."""
     relabel_from: Literal["start", "first_repeat"] = "start"
     """Which disagreements may be relabelled: from the episode's start, or only from its first repeated
-    (observation, action) on. A greedy learner that fails loops; before its first repeat most
-    disagreements are just another search order than the expert's (measured: 390 of the 423 first-4
-    relabels in π0's lost episodes came before it), after it the expert's label is the way out."""
+    (observation, action) on. A greedy learner that fails loops; 390 of the 423 first-4 relabels in the
+    fp32 π0's lost episodes came before that turn, where the ones read were another search order than
+    the expert's, and after it the expert's label is a way out of the loop (measured: no better π0 for
+    it, docs/results/cpu-small-dagger-fp32)."""
     device: str | None = None
     """"cpu" or "cuda" (None: CUDA if available)."""
     dtype: str | None = None
