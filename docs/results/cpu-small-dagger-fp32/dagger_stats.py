@@ -2,17 +2,14 @@
 repeated (observation, action)?"""
 import sys
 from collections import Counter
+
+from agentprm.train.sft import first_repeat
 from agentprm.trajectory import load_episodes
 
 eps = load_episodes([sys.argv[1]])
 c = Counter()
 for ep in eps:
-    seen, first_rep = set(), None
-    for t, s in enumerate(ep.steps):
-        key = (s.observation, s.action)
-        if key in seen and first_rep is None:
-            first_rep = t
-        seen.add(key)
+    first_rep = first_repeat(ep)  # what SFT's relabel_from=first_repeat counts from
     dis = [t for t, s in enumerate(ep.steps) if s.expert_action and s.expert_action != s.action]
     lab = sum(1 for s in ep.steps if s.expert_action)
     w = "won" if ep.won else "lost"
