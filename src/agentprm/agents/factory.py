@@ -51,7 +51,8 @@ def with_lookahead(
 
     if not isinstance(agent, BestOfNAgent) or not isinstance(agent.policy, LMPolicy):
         raise ConfigError("--lookahead needs a local LM policy with --prm DIR and --best-of N (N >= 2)")
-    return LookaheadAgent(agent, agent.policy.greedy(), EnvPool(workers), depth, gamma, max_steps,
+    greedy = agent.greedy if isinstance(agent.greedy, LMPolicy) else agent.policy.greedy()  # one twin (--bon-greedy)
+    return LookaheadAgent(agent, greedy, EnvPool(workers), depth, gamma, max_steps,
                           {g.game_id: g for g in games})
 
 
