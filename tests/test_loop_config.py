@@ -197,3 +197,20 @@ def test_shaping_reaches_the_targets_config_only_when_set():
     assert cfg.shaping_centre == "median"
     with pytest.raises(ConfigError, match="shaping_constant"):
         load_config(CONFIGS / "smoke-tiny.yaml", ["targets.shaping_constant=0"])
+
+
+def test_eval_mode_sets_how_pi_i_is_evaluated_and_nothing_else():
+    """eval.mode changes how π_i acts in its greedy evaluations (held-out selection, the eval split); rollouts and
+    Best-of-N keep acting.mode; unset, evaluations act as acting.mode says."""
+    from agentprm.loop import Run
+
+    def run(*overrides: str) -> Run:
+        return Run(load_config(CONFIGS / "smoke-tiny.yaml", ["policy=tiny", *overrides]), show=False)
+
+    acting = run().cfg.policy_args.mode
+    assert acting != "score" and run()._greedy(0).config.mode == acting
+    scored = run("eval.mode=score")
+    assert scored._greedy(0).config.mode == "score" and scored._greedy(0).config.temperature == 0.0
+    assert scored._lm(scored.policy_dir(0), 1.0).config.mode == acting  # what rollouts and Best-of-N sample with
+    with pytest.raises(ConfigError, match="mode"):
+        load_config(CONFIGS / "smoke-tiny.yaml", ["eval.mode=beam"])

@@ -205,6 +205,11 @@ class EvalSection(_Section):
                                "(with heldout games: on the kept iteration only)")
     bon_temperature: NonNegative = Field(1.0, description="sampling temperature for Best-of-N")
     bon_greedy: bool = Field(False, description="Best-of-N's first candidate is π's greedy answer (N-1 sampled)")
+    mode: Literal["generate", "constrained", "score"] | None = Field(
+        None, description="how π_i acts in its greedy evaluations (held-out selection, the eval split); None: "
+        "acting.mode. score takes the admissible command whose answer π rates most likely; constrained greedy "
+        "decodes token by token, so a first token shared by many commands ('go to …') wins over one command "
+        "that is likelier as a whole")
 
 
 class RunConfig(_Section):
@@ -511,12 +516,12 @@ class Run:
                               f"them, or accept up to N with --set data.max_failed_episodes=N")
         return summary
 
-    def _lm(self, spec: str, temperature: float, explore: bool = False) -> Any:
+    def _lm(self, spec: str, temperature: float, explore: bool = False, mode: str | None = None) -> Any:
         from agentprm.agents.policy import LMPolicy, PolicyConfig
 
         a = self.cfg.policy_args
         return LMPolicy.from_spec(spec, PolicyConfig(
-            mode=a.mode, cpu_bf16=a.cpu_bf16, temperature=temperature, max_new_tokens=a.max_new_tokens,
+            mode=mode or a.mode, cpu_bf16=a.cpu_bf16, temperature=temperature, max_new_tokens=a.max_new_tokens,
             history_window=a.history_window,
             explore=explore, seed=self.cfg.seed, batch_size=a.batch_size, device=self.cfg.device))
 
@@ -594,19 +599,26 @@ class Run:
         return BestOfNAgent(lm, PRM.load(str(self.prm_dir(max(i, 1))), device=self.cfg.device), n,
                             greedy=lm.greedy() if self.cfg.eval.bon_greedy else None)
 
+    def _greedy(self, i: int) -> Any:
+        """π_i acting greedily as its evaluations play it (eval.mode, else acting.mode)."""
+        return self._lm(self.policy_dir(i), 0.0, mode=self.cfg.eval.mode)
+
     def evaluate(self, i: int, best_of: int = 1) -> None:
         from agentprm.rollout import make_jobs
 
         name = f"pi{i}" if best_of == 1 else f"pi{i}_bon{best_of}"
-        agent = self._lm(self.policy_dir(i), 0.0) if best_of == 1 else self._bon_agent(i, best_of)
-        extra = {"stage": f"eval/{name}", "iteration": i, "best_of": best_of, "split": self.cfg.data.eval_split}
+        agent = self._greedy(i) if best_of == 1 else self._bon_agent(i, best_of)
+        extra = {"stage": f"eval/{name}", "iteration": i, "best_of": best_of, "split": self.cfg.data.eval_split,
+                 "mode": agent.config.mode if best_of == 1 else self.cfg.policy_args.mode}
         self._play(agent, make_jobs(self._eval_games(), 1, self.cfg.seed), self.dir / "eval" / name, name, extra)
 
     def heldout(self, i: int) -> None:
         from agentprm.rollout import make_jobs
 
-        extra = {"stage": f"heldout/pi{i}", "iteration": i, "split": self.cfg.data.train_split}
-        self._play(self._lm(self.policy_dir(i), 0.0), make_jobs(self.heldout_games(), 1, self.cfg.seed),
+        agent = self._greedy(i)
+        extra = {"stage": f"heldout/pi{i}", "iteration": i, "split": self.cfg.data.train_split,
+                 "mode": agent.config.mode}
+        self._play(agent, make_jobs(self.heldout_games(), 1, self.cfg.seed),
                    self.dir / "heldout" / f"pi{i}", f"pi{i} on held-out train games", extra)
 
     def selected(self) -> int:
