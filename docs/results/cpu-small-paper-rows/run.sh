@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issue 8's rows from the fp32 π0 (41/75): Best-of-4 on valid_seen, InversePRM, and soft BCE vs Bradley–Terry on 3x
+# the rollouts. Run from the repository root. I: the run of one iteration from the fp32 π0
+# (docs/results/cpu-small-distill/run.sh step 3); X: its copy with 6 rollouts per game and PRM_1 retrained on them
+# (docs/results/cpu-small-bon-greedy/run.sh). As run (stop 23): from a snapshot worktree of main, one step after
+# another, sharing the CPU with docs/results/cpu-small-walkaways/run.sh. Step 2 was stopped by hand at step 44/150
+# (loss at chance), so its π1 was never trained; step 4 (Bradley–Terry) was stopped before it began, for time.
+set -ux
+I=${I:-runs/it1}; X=${X:-runs/it1x}; S=${S:-runs/paper-rows}
+PI0=$I/pi0/model
+vs=(--split valid_seen --task-type look_at_obj_in_light --task-type pick_and_place_simple
+  --task-type pick_clean_then_place_in_recep --mode constrained --max-new-tokens 24 --history -1 --workers 2
+  --max-steps 30 --seed 0 --batch-size 64 --cpu-bf16)
+prm_recipe=(--lr 5e-4 --batch-size 4 --set eval_each_epoch=false --set history_window=null --set max_length=2048
+  --set eval_batch_size=64)
+dpo() {  # dpo PRM STATES OUT: the loop's policy step (40 steps, lr 3e-5, 32 states x 4 samples), then both evaluations
+  agentprm train-policy --policy $PI0 --prm "$1" --states "$2" --out "$3" --steps 40 --lr 3e-5 \
+    --set batch_states=32 --set samples=4 --set mode=constrained --set max_new_tokens=24 --set history_window=null \
+    --set workers=2
+  python docs/results/cpu-small-shaping/heldout_policy.py "$3/model" "$3-heldout"
+  agentprm eval --policy "$3/model" "${vs[@]}" --out "$3-valid_seen"
+}
+# 1. Best-of-4 on valid_seen: π1 + PRM_1 of the loop's iteration 1 -> 31/75
+agentprm eval --policy $I/iter1/policy/model --prm $I/iter1/prm --best-of 4 --bon-temperature 1.0 "${vs[@]}" \
+  --out $S/vs-pi1-bon4
+# 2. InversePRM from π0: the demos vs π0's 300 rollouts, no outcome read; then the same DPO step (stopped, above)
+agentprm train-inverse-prm --demos $I/demos/trajectories.jsonl --rollouts $I/iter1/rollouts/trajectories.jsonl \
+  --model $PI0 --out $S/iprm --epochs 1 --lr 3e-4 --batch-size 8 --set max_transitions=1200 \
+  --set max_val_transitions=600 --set history_window=null --set max_length=2048 --set eval_batch_size=64 \
+  --set val_fraction=0.2
+dpo $S/iprm $I/iter1/rollouts/trajectories.jsonl $S/pi1-inverse
+# 3. π1 against the soft-BCE PRM_1 of 6 rollouts per game (X) -> 43/75, 28/60 held-out; in score mode 39/60 held-out
+dpo $X/iter1/prm $X/iter1/rollouts/trajectories.jsonl $S/pi1-bce6
+# 4. the Bradley–Terry PRM on the same targets and its π1 (not run)
+agentprm train-prm --data $X/iter1/targets --model $PI0 --out $S/prm-bt6 --loss bradley-terry --epochs 3 \
+  "${prm_recipe[@]}"
+dpo $S/prm-bt6 $X/iter1/rollouts/trajectories.jsonl $S/pi1-bt6
