@@ -25,9 +25,9 @@ vs=(--split valid_seen --task-type look_at_obj_in_light --task-type pick_and_pla
 agentprm eval --policy $I/pi0/model "${vs[@]}" --out $O/vs-pi0-score
 agentprm eval --policy $I/iter1/policy/model "${vs[@]}" --out $O/vs-pi1-score
 python $D/where_lost.py $O/ho-pi0-score/trajectories.jsonl $O/vs-pi0-score/trajectories.jsonl
-# 5. the loop's own stages with eval.mode=score, on a copy of I with its evaluations undone: first the held-out
-#    stages and the selection (stopped after `select`: π0 35/60, π1 42/60, π1 kept), then the valid_seen stages
-#    (stopped after `eval/pi1`)
+# 5. the loop's own stages with eval.mode=score, on a copy of I with its evaluations undone. As run, in two resumes:
+#    the held-out stages and the selection first (stopped after `select`: π0 35/60, π1 42/60, π1 kept), then the
+#    valid_seen stages (stopped after `eval/pi1`); this file undoes all of them at once and resumes once.
 cp -r $I ${I}s
 python -c "import json, shutil; p='${I}s/state.json'; s=json.load(open(p)); u=('heldout/pi0', 'heldout/pi1', \
 'select', 'report', 'eval/pi0', 'eval/pi1'); s['done']=[d for d in s['done'] if d not in u]; s['partial']={}; \
