@@ -214,3 +214,26 @@ def test_eval_mode_sets_how_pi_i_is_evaluated_and_nothing_else():
     assert scored._lm(scored.policy_dir(0), 1.0).config.mode == acting  # what rollouts and Best-of-N sample with
     with pytest.raises(ConfigError, match="mode"):
         load_config(CONFIGS / "smoke-tiny.yaml", ["eval.mode=beam"])
+
+
+def test_bon_mode_and_beta_reach_the_best_of_n_agent(monkeypatch):
+    """eval.bon_mode sets how Best-of-N's candidates (and its greedy one) are drawn, eval.bon_beta its weight on
+    log π; unset, Best-of-N samples as acting.mode says and the PRM alone chooses."""
+    from agentprm.loop import Run
+    from agentprm.train.prm import PRM
+
+    class StubPRM:
+        reads = "action"
+
+    monkeypatch.setattr(PRM, "load", staticmethod(lambda *a, **k: StubPRM()))
+
+    def bon(*overrides: str):
+        return Run(load_config(CONFIGS / "smoke-tiny.yaml", ["policy=tiny", *overrides]), show=False)._bon_agent(0, 4)
+
+    plain = bon()
+    assert plain.beta == 0.0 and plain.greedy is None and plain.policy.config.mode != "score"
+    agent = bon("eval.bon_mode=score", "eval.bon_beta=0.3", "eval.bon_greedy=true", "eval.bon_temperature=0.7")
+    assert agent.beta == 0.3 and agent.policy.config.mode == "score" and agent.policy.config.temperature == 0.7
+    assert agent.greedy.config.mode == "score" and agent.greedy.config.temperature == 0.0
+    with pytest.raises(ConfigError, match="bon_beta"):
+        load_config(CONFIGS / "smoke-tiny.yaml", ["eval.bon_beta=-1"])

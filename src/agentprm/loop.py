@@ -205,6 +205,10 @@ class EvalSection(_Section):
                                "(with heldout games: on the kept iteration only)")
     bon_temperature: NonNegative = Field(1.0, description="sampling temperature for Best-of-N")
     bon_greedy: bool = Field(False, description="Best-of-N's first candidate is π's greedy answer (N-1 sampled)")
+    bon_beta: NonNegative = Field(0.0, description="Best-of-N takes the candidate with the highest PRM value + "
+                                  "bon_beta·log π (KL-regularised, as the DPO step's target policy; 0: the PRM alone)")
+    bon_mode: Literal["generate", "constrained", "score"] | None = Field(
+        None, description="how π_i draws Best-of-N's candidates (and its greedy one); None: acting.mode")
     mode: Literal["generate", "constrained", "score"] | None = Field(
         None, description="how π_i acts in its greedy evaluations (held-out selection, the eval split); None: "
         "acting.mode. score takes the admissible command whose answer π rates most likely; constrained greedy "
@@ -595,9 +599,10 @@ class Run:
         from agentprm.agents.best_of_n import BestOfNAgent
         from agentprm.train.prm import PRM
 
-        lm = self._lm(self.policy_dir(i), self.cfg.eval.bon_temperature)
+        e = self.cfg.eval
+        lm = self._lm(self.policy_dir(i), e.bon_temperature, mode=e.bon_mode)
         return BestOfNAgent(lm, PRM.load(str(self.prm_dir(max(i, 1))), device=self.cfg.device), n,
-                            greedy=lm.greedy() if self.cfg.eval.bon_greedy else None)
+                            greedy=lm.greedy() if e.bon_greedy else None, beta=e.bon_beta)
 
     def _greedy(self, i: int) -> Any:
         """π_i acting greedily as its evaluations play it (eval.mode, else acting.mode)."""
@@ -609,7 +614,7 @@ class Run:
         name = f"pi{i}" if best_of == 1 else f"pi{i}_bon{best_of}"
         agent = self._greedy(i) if best_of == 1 else self._bon_agent(i, best_of)
         extra = {"stage": f"eval/{name}", "iteration": i, "best_of": best_of, "split": self.cfg.data.eval_split,
-                 "mode": agent.config.mode if best_of == 1 else self.cfg.policy_args.mode}
+                 "mode": agent.config.mode if best_of == 1 else agent.policy.config.mode}
         self._play(agent, make_jobs(self._eval_games(), 1, self.cfg.seed), self.dir / "eval" / name, name, extra)
 
     def heldout(self, i: int) -> None:

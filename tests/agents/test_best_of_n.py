@@ -80,6 +80,38 @@ def test_with_a_greedy_twin_the_greedy_answer_is_one_of_n_and_wins_ties():
         BestOfNAgent(sampled, scorer, n=1, greedy=greedy)
 
 
+class LogprobSampler:
+    """The same two candidates at every state, with the policy's log-probabilities."""
+
+    policy_id = "lp"
+
+    def __init__(self, cands: list[tuple[str, float | None]]):
+        self.cands = cands
+
+    def sample(self, contexts, n):
+        return [[AgentOutput(a, f"ACTION: {a}", logprob=lp) for a, lp in self.cands] for _ in contexts]
+
+
+@pytest.mark.parametrize(("beta", "want"), [(0.0, "b"), (0.03, "b"), (0.1, "a"), (1.0, "a")])
+def test_beta_weighs_the_prm_value_against_log_pi(beta, want):
+    # Q(a) = 0.6, log π(a) = -0.5; Q(b) = 0.7, log π(b) = -3.0. Q + beta·log π:
+    # beta 0.03: a 0.585, b 0.61 -> b;  beta 0.1: a 0.55, b 0.40 -> a;  beta 1: a 0.1, b -2.3 -> a
+    agent = BestOfNAgent(LogprobSampler([("a", -0.5), ("b", -3.0)]), TableScorer({"a": 0.6, "b": 0.7}), n=4,
+                         beta=beta)
+    assert agent.act([TurnContext("t", "o", ["a", "b"])])[0].action == want
+    assert agent.last_scores == [[0.6, 0.7]]  # the PRM's own values, as before
+    assert agent.policy_id == ("lp+bon4" if beta == 0 else f"lp+bon4b{beta:g}")
+
+
+def test_beta_needs_log_probabilities_and_a_non_negative_value():
+    agent = BestOfNAgent(LogprobSampler([("a", None), ("b", -1.0)]), TableScorer({"a": 0.6, "b": 0.7}), n=2,
+                         beta=0.1)
+    with pytest.raises(ValueError, match="log-probability"):
+        agent.act([TurnContext("t", "o", ["a", "b"])])
+    with pytest.raises(Exception, match="must be >= 0"):
+        BestOfNAgent(LogprobSampler([]), TableScorer({}), n=2, beta=-0.1)
+
+
 REASONED = (AgentOutput("look", "REASON: check the room\nACTION: look", "check the room"),
             AgentOutput("go to fridge 1", "REASON: mugs go in fridges\nACTION: go to fridge 1", "mugs go in fridges"),
             AgentOutput("look", "REASON: nothing else to do\nACTION: look", "nothing else to do"),

@@ -148,14 +148,18 @@ def test_eval_best_of_n_with_the_greedy_answer_among_the_candidates(alfworld_roo
     PRM.from_spec(tiny_model).save(tmp_path / "prm")
     out = tmp_path / "bong"
     r = agentprm("eval", "--policy", tiny_model, "--mode", "score", "--prm", str(tmp_path / "prm"), "--best-of", "2",
-                 "--bon-greedy", "--split", "valid_seen", "--games", "1", "--max-steps", "2", "--history", "1",
-                 "--out", str(out))
+                 "--bon-greedy", "--bon-beta", "0.1", "--split", "valid_seen", "--games", "1", "--max-steps", "2",
+                 "--history", "1", "--out", str(out))
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["bon_greedy"] is True and summary["policy_id"].endswith("+bon2g")
+    assert summary["bon_greedy"] is True and summary["bon_beta"] == 0.1
+    assert summary["policy_id"].endswith("+bon2gb0.1")
     r = agentprm("eval", "--policy", "tiny", "--bon-greedy", "--out", str(tmp_path / "e"))
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "--bon-greedy needs --prm" in lines[0], r.stderr
+    r = agentprm("eval", "--policy", "tiny", "--bon-beta", "0.1", "--out", str(tmp_path / "e"))
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "--bon-beta needs --prm" in lines[0], r.stderr
 
 
 def test_lookahead_without_a_prm_or_candidates_is_one_line(tmp_path):

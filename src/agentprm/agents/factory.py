@@ -14,7 +14,7 @@ DEMONSTRATORS = ("walkthrough", "handcoded", "planner")
 def make_agent(
     policy: str, mode: str, temperature: float, top_p: float, max_new_tokens: int, history_window: int | None,
     seed: int, batch_size: int, prm: Path | None = None, best_of: int = 1, explore: bool = False,
-    cpu_bf16: bool = False, bon_greedy: bool = False,
+    cpu_bf16: bool = False, bon_greedy: bool = False, bon_beta: float = 0.0,
 ) -> Agent:
     """The agent behind --policy (and --prm/--best-of): an LM policy, Best-of-N, or an API model.
     `cpu_bf16`: act under bf16 autocast on the CPU, as the loop does with `acting.cpu_bf16`, so that a
@@ -34,7 +34,7 @@ def make_agent(
     from agentprm.agents.best_of_n import BestOfNAgent
     from agentprm.train.prm import PRM
 
-    return BestOfNAgent(lm, PRM.load(str(prm)), best_of, greedy=lm.greedy() if bon_greedy else None)
+    return BestOfNAgent(lm, PRM.load(str(prm)), best_of, greedy=lm.greedy() if bon_greedy else None, beta=bon_beta)
 
 
 def with_lookahead(

@@ -147,6 +147,9 @@ def evaluate(
     bon_temperature: Annotated[float, typer.Option("--bon-temperature")] = 1.0,
     bon_greedy: Annotated[bool, typer.Option(
         "--bon-greedy", help="Best-of-N's first candidate is the policy's greedy answer, N-1 are sampled")] = False,
+    bon_beta: Annotated[float, typer.Option(
+        "--bon-beta", min=0.0, help="Best-of-N takes the candidate with the highest PRM value + beta * log π "
+        "(KL-regularised; 0: the highest PRM value)")] = 0.0,
     lookahead: Annotated[int | None, typer.Option(
         "--lookahead", help="K: try each Best-of-N candidate in a spare copy of the game and let the policy play "
         "on greedily for K-1 more steps; take a candidate whose look-ahead wins, else the best PRM value of where "
@@ -172,17 +175,21 @@ def evaluate(
     from agentprm.models import cpu_bf16_if_native  # what --cpu-bf16 does on this CPU, for the summary
 
     check_lookahead(lookahead, lookahead_gamma, prm, best_of)
+    if bon_beta and (prm is None or best_of < 2):
+        raise ConfigError(f"--bon-beta needs --prm DIR and --best-of N with N >= 2 (got "
+                          f"{'no --prm' if prm is None else '--prm'}, --best-of {best_of})")
     if bon_greedy and (prm is None or best_of < 2):
         raise ConfigError(f"--bon-greedy needs --prm DIR and --best-of N with N >= 2 (got "
                           f"{'no --prm' if prm is None else '--prm'}, --best-of {best_of})")
     specs = select_games(split, games, task_type, seed)
     temp = bon_temperature if prm is not None and best_of > 1 else temperature
     agent = make_agent(policy, mode, temp, 1.0, max_new_tokens, history_arg(history_window), seed, batch_size, prm,
-                       best_of, cpu_bf16=cpu_bf16, bon_greedy=bon_greedy)
+                       best_of, cpu_bf16=cpu_bf16, bon_greedy=bon_greedy, bon_beta=bon_beta)
     if lookahead is not None:
         agent = with_lookahead(agent, lookahead, lookahead_gamma, specs, max_steps, lookahead_workers)
     extra = {"command": "eval", "split": split, "games": len(specs), "mode": mode, "temperature": temp,
-             "best_of": best_of, "bon_greedy": bon_greedy, "prm": str(prm) if prm else None, "lookahead": lookahead,
+             "best_of": best_of, "bon_greedy": bon_greedy, "bon_beta": bon_beta, "prm": str(prm) if prm else None,
+             "lookahead": lookahead,
              "lookahead_gamma": lookahead_gamma if lookahead is not None else None,
              "cpu_bf16": cpu_bf16_if_native(cpu_bf16), "seed": seed, "max_steps": max_steps}
     with closing(agent) if hasattr(agent, "close") else nullcontext():  # the look-ahead's spare envs
