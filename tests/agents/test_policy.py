@@ -125,6 +125,35 @@ def test_score_mode_picks_likelihood_argmax(model_tok: tuple) -> None:
         assert out.logprob == pytest.approx(lp, abs=1e-3)
 
 
+def test_score_mode_greedy_twin_and_sampler_read_the_same_turns_once(model_tok: tuple, monkeypatch) -> None:
+    """Best-of-N asks the greedy twin, then the sampler, for the same turns: one scoring pass, the same
+    log-probs; a later call by the one that scored them (its weights may have changed) scores again."""
+    import agentprm.agents.policy as policy_module
+
+    calls: list[int] = []
+    real = policy_module.answers_logprobs
+    monkeypatch.setattr(policy_module, "answers_logprobs", lambda *a: calls.append(1) or real(*a))
+    sampler = policy(model_tok, mode="score", temperature=1.0)
+    twin = sampler.greedy()
+    firsts = twin.sample(contexts(), 1)
+    passes = len(calls)
+    rest = sampler.sample(contexts(), 3)
+    assert len(calls) == passes  # read once
+    for ctx, first, samples in zip(contexts(), firsts, rest, strict=True):
+        assert first[0].action == _expected_argmax(model_tok, ctx)[0]
+        lps = {o.action: o.logprob for o in samples}
+        assert all(lp == pytest.approx(_lp(model_tok, ctx, a), abs=1e-3) for a, lp in lps.items())
+    sampler.sample(contexts(), 3)
+    sampler.sample(contexts(), 3)
+    assert len(calls) == 3 * passes  # its own log-probs are never reused
+
+
+def _lp(model_tok: tuple, ctx: TurnContext, action: str) -> float:
+    model, tok = model_tok
+    with torch.no_grad():
+        return answer_logprobs(model, tok, [policy(model_tok).messages(ctx)], [format_answer(action)])[0].item()
+
+
 def test_score_mode_follows_training(tiny_model: str) -> None:
     """Teach the model one answer; score mode must switch to it (it was not the argmax before)."""
     model, tok = resolve_model(tiny_model, device="cpu")

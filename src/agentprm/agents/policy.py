@@ -284,6 +284,7 @@ class LMPolicy:
         self.stop_ids = stop_ids(tokenizer)
         self.prompt_style = prompt_style(model)
         self._calls = 0
+        self._scored: list[Any] = [None]  # score mode's last (owner, key, log-probs), shared with greedy twins
         self._cpu_bf16 = self.device.type == "cpu" and cpu_bf16_if_native(self.config.cpu_bf16)  # decided once
         self._store: PrefixCache | None = None
         if self.prompt_style == "episode" and self.config.prefix_cache:
@@ -305,7 +306,9 @@ class LMPolicy:
 
     def greedy(self) -> LMPolicy:
         """The same model acting greedily (temperature 0), e.g. to play a look-ahead's branches."""
-        return LMPolicy(self.model, self.tokenizer, replace(self.config, temperature=0.0), self.name)
+        twin = LMPolicy(self.model, self.tokenizer, replace(self.config, temperature=0.0), self.name)
+        twin._scored = self._scored  # Best-of-N asks both for the same turns: score mode reads them once
+        return twin
 
     @property
     def device(self) -> torch.device:
@@ -481,19 +484,29 @@ class LMPolicy:
         """Score mode: every admissible action's answer `format_answer(a)` + end-of-turn is scored by
         log p(answer | prompt) (each prompt read once, `answers_logprobs`); at temperature 0 the argmax
         is taken, else n actions are drawn from softmax(log p / temperature) over the admissible ones:
-        a policy that can only say valid commands."""
-        lps: list[list[float]] = []
-        chunk = max(1, self.config.batch_size // 8)
-        for s in range(0, len(contexts), chunk):
-            part = contexts[s : s + chunk]
-            prompts = [encode_prompt(self.tokenizer, self.messages(c)) for c in part]
-            answers = [[encode_answer(self.tokenizer, format_answer(a)) for a in c.admissible_actions] or
-                       [encode_answer(self.tokenizer, format_answer("look"))] for c in part]
-            with self._autocast():
-                flat = answers_logprobs(self.model, prompts, answers, self.tokenizer.pad_token_id).tolist()
-            for group in answers:
-                lps.append(flat[: len(group)])
-                flat = flat[len(group) :]
+        a policy that can only say valid commands.
+
+        A greedy twin (`greedy()`) and its sampler asked in turn for the same turns (Best-of-N with the
+        greedy answer among its candidates) read them once: the log-probs one of them computed are used
+        once by the other. Never by the one that computed them, whose weights may have changed since (DPO)."""
+        prompts = [encode_prompt(self.tokenizer, self.messages(c)) for c in contexts]
+        answers = [[encode_answer(self.tokenizer, format_answer(a)) for a in c.admissible_actions] or
+                   [encode_answer(self.tokenizer, format_answer("look"))] for c in contexts]
+        key = (tuple(map(tuple, prompts)), tuple(tuple(map(tuple, group)) for group in answers))
+        memo, self._scored[0] = self._scored[0], None
+        if memo is not None and memo[0] is not self and memo[1] == key:
+            lps = memo[2]
+        else:
+            lps = []
+            chunk = max(1, self.config.batch_size // 8)
+            for s in range(0, len(contexts), chunk):
+                with self._autocast():
+                    flat = answers_logprobs(self.model, prompts[s : s + chunk], answers[s : s + chunk],
+                                            self.tokenizer.pad_token_id).tolist()
+                for group in answers[s : s + chunk]:
+                    lps.append(flat[: len(group)])
+                    flat = flat[len(group) :]
+            self._scored[0] = (self, key, lps)
         return [self._pick(ctx, lp, n) for ctx, lp in zip(contexts, lps, strict=True)]
 
     def _pick(self, ctx: TurnContext, lps: list[float], n: int) -> list[AgentOutput]:
