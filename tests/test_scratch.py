@@ -135,10 +135,11 @@ def test_scratch_policy_acts_in_every_mode(scratch: str) -> None:
             assert out.action in ctx.admissible_actions and out.matched
 
 
-@pytest.mark.parametrize("mode", ["generate", "constrained"])
+@pytest.mark.parametrize("mode", ["generate", "constrained", "score"])
 def test_prefix_cached_decoding_equals_reading_every_prompt_whole(scratch: str, mode: str) -> None:
     # turn after turn, the cached policy reads only each prompt's new tokens; answers and log-probs
-    # must be those of the policy that reads every prompt whole (batch rows of different lengths)
+    # must be those of the policy that reads every prompt whole (batch rows of different lengths);
+    # score mode scores every admissible answer on top of the cache
     model = load_causal_lm(scratch)
     with torch.no_grad():
         g = torch.Generator().manual_seed(0)
@@ -157,6 +158,28 @@ def test_prefix_cached_decoding_equals_reading_every_prompt_whole(scratch: str, 
         assert [o.logprob for o in a] == pytest.approx([o.logprob for o in b], abs=1e-4)
     # every turn after the first found its previous prompt (identical prompts share one entry)
     assert cached._store.hits == 3 + 3 + 2 + 2 and len(cached._store.entries) == 1
+
+
+def test_prefix_cached_score_mode_with_rows_cached_to_different_lengths(scratch: str) -> None:
+    # episode B starts two turns after A and has a longer task: each batch mixes a row read whole with rows
+    # whose cached prefixes differ in length; every admissible answer's log-prob must be the uncached one
+    model = load_causal_lm(scratch)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    tok = load_tokenizer(scratch)
+    a = contexts_from_episode(episode(0, 5, True))
+    b = contexts_from_episode(episode(1, 5, True).model_copy(update={"task": "put a clean mug in the cabinet 1."}))
+    cfg = dict(mode="score", temperature=1.0, history_window=None, seed=3)
+    cached = LMPolicy(model, tok, PolicyConfig(**cfg, prefix_cache=True))
+    plain = LMPolicy(model, tok, PolicyConfig(**cfg, prefix_cache=False))
+    for t in range(7):
+        ctxs = ([a[t]] if t < 5 else []) + ([b[t - 2]] if t >= 2 else [])
+        x, y = cached.sample(ctxs, 3), plain.sample(ctxs, 3)
+        assert [[o.action for o in r] for r in x] == [[o.action for o in r] for r in y]
+        assert [o.logprob for r in x for o in r] == pytest.approx([o.logprob for r in y for o in r], abs=1e-4)
+    assert cached._store.hits == 4 + 4
 
 
 def test_max_relabels_keeps_the_first_deviations_only(scratch: str) -> None:

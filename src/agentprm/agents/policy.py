@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from agentprm.agents.base import AgentOutput
-from agentprm.agents.prefix_cache import PrefixCache, cached_generate
+from agentprm.agents.prefix_cache import PrefixCache, answer_logprob_sums, cached_answers_logprobs, cached_generate
 from agentprm.agents.seeding import RowSampler, SeededSampling, row_seed
 from agentprm.errors import ConfigError
 from agentprm.models import cpu_bf16_if_native, resolve_model
@@ -211,10 +211,7 @@ def answers_logprobs(model: Any, prompts: list[list[int]], answers: list[list[li
     a_ids = torch.nn.utils.rnn.pad_sequence(
         [torch.tensor(a) for group in answers for a in group], batch_first=True, padding_value=pad_id
     ).to(a_mask.device)
-    # the first answer token is predicted by the prompt's last position, the others by the answer's
-    logits = torch.cat([first.logits[owner, -1:], second.logits[:, :-1]], dim=1).float()  # (C, k, V)
-    tok = logits.log_softmax(-1).gather(-1, a_ids[:, :, None]).squeeze(-1)  # (C, k)
-    return (tok * a_mask).sum(-1)
+    return answer_logprob_sums(first.logits[owner, -1], second.logits, a_ids, a_mask)
 
 
 def sequence_logprobs(
@@ -482,7 +479,8 @@ class LMPolicy:
     @torch.no_grad()
     def score(self, contexts: list[TurnContext], n: int = 1) -> list[list[AgentOutput]]:
         """Score mode: every admissible action's answer `format_answer(a)` + end-of-turn is scored by
-        log p(answer | prompt) (each prompt read once, `answers_logprobs`); at temperature 0 the argmax
+        log p(answer | prompt) (each prompt read once, `answers_logprobs`; with the prefix cache only its
+        new tokens, `cached_answers_logprobs`); at temperature 0 the argmax
         is taken, else n actions are drawn from softmax(log p / temperature) over the admissible ones:
         a policy that can only say valid commands.
 
@@ -500,9 +498,12 @@ class LMPolicy:
             lps = []
             chunk = max(1, self.config.batch_size // 8)
             for s in range(0, len(contexts), chunk):
+                args = (prompts[s : s + chunk], answers[s : s + chunk], self.tokenizer.pad_token_id)
                 with self._autocast():
-                    flat = answers_logprobs(self.model, prompts[s : s + chunk], answers[s : s + chunk],
-                                            self.tokenizer.pad_token_id).tolist()
+                    if self._store is not None:  # read only what each prompt adds to the episode's last one
+                        flat = cached_answers_logprobs(self.model, self._store, *args).tolist()
+                    else:
+                        flat = answers_logprobs(self.model, *args).tolist()
                 for group in answers[s : s + chunk]:
                     lps.append(flat[: len(group)])
                     flat = flat[len(group) :]

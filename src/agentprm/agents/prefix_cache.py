@@ -92,15 +92,10 @@ def _row_kvs(cache: Any, b: int, spans: tuple[slice, slice]) -> KVs:
              torch.cat([layer.values[b][:, sp] for sp in spans], dim=1)) for layer in cache.layers]
 
 
-@torch.no_grad()
-def cached_generate(
-    model: Any, store: PrefixCache, prompts: list[list[int]], n: int, max_new_tokens: int, stop_ids: list[int],
-    pad_id: int, temperature: float = 0.0, top_p: float = 1.0, tries: list[dict] | None = None,
-    sampler: RowSampler | None = None,
-) -> list[tuple[list[int], list[float]]]:
-    """n continuations of each prompt (grouped by prompt): (token ids incl. the stop token if reached,
-    log p of each under the temperature-1 model). Every prompt's KV cache goes into `store`. Sampling
-    (temperature > 0) draws row b's tokens from `sampler`'s stream b (see agents.seeding)."""
+def read_prompts(model: Any, store: PrefixCache, prompts: list[list[int]], pad_id: int) -> tuple[Any, torch.Tensor]:
+    """Run each prompt's new tokens on top of its cached prefix (all of it when none is cached); every
+    prompt's KV cache goes into `store`. Returns the model output (the last position's logits, the batched
+    left-padded cache) and the attention mask over that cache."""
     device = next(model.parameters()).device
     n_layers = model.config.num_hidden_layers
     found = [store.lookup(p) for p in prompts]
@@ -122,6 +117,54 @@ def cached_generate(
     store.drop_used()
     for b, (p, new, cached) in enumerate(zip(prompts, news, lengths, strict=True)):
         store.store(p, _row_kvs(cache, b, (slice(width - cached, width), slice(width + span - len(new), None))))
+    return out, mask
+
+
+@torch.no_grad()
+def cached_answers_logprobs(
+    model: Any, store: PrefixCache, prompts: list[list[int]], answers: list[list[list[int]]], pad_id: int
+) -> torch.Tensor:
+    """Sum of log p(answer tokens | prompt) for answers[g][j] after prompts[g], flattened in (g, j) order:
+    score mode's `answers_logprobs`, reading only what each prompt adds to its cached prefix. The cache
+    rows are repeated per answer and the right-padded answers run on top, positions continuing each
+    prompt's own."""
+    out, mask = read_prompts(model, store, prompts, pad_id)
+    device = mask.device
+    owner = torch.tensor([g for g, group in enumerate(answers) for _ in group], device=device)
+    cache = out.past_key_values
+    cache.batch_select_indices(owner)
+    flat = [torch.tensor(a, device=device) for group in answers for a in group]
+    a_ids = torch.nn.utils.rnn.pad_sequence(flat, batch_first=True, padding_value=pad_id)
+    a_mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(a) for a in flat], batch_first=True)
+    start = torch.tensor([len(p) for p in prompts], device=device)[owner]
+    second = model(input_ids=a_ids, attention_mask=torch.cat([mask[owner], a_mask], dim=1),
+                   position_ids=start[:, None] + torch.arange(a_ids.shape[1], device=device)[None, :],
+                   past_key_values=cache, use_cache=True)
+    return answer_logprob_sums(out.logits[owner, -1], second.logits, a_ids, a_mask)
+
+
+def answer_logprob_sums(
+    last: torch.Tensor, answer_logits: torch.Tensor, a_ids: torch.Tensor, a_mask: torch.Tensor
+) -> torch.Tensor:
+    """Sum over each answer's tokens of log p(token): the first token is predicted by the prompt's last
+    position (`last`, (C, V)), the others by the answer's own positions (`answer_logits`, (C, k, V))."""
+    logits = torch.cat([last[:, None], answer_logits[:, :-1]], dim=1).float()
+    tok = logits.log_softmax(-1).gather(-1, a_ids[:, :, None]).squeeze(-1)
+    return (tok * a_mask).sum(-1)
+
+
+@torch.no_grad()
+def cached_generate(
+    model: Any, store: PrefixCache, prompts: list[list[int]], n: int, max_new_tokens: int, stop_ids: list[int],
+    pad_id: int, temperature: float = 0.0, top_p: float = 1.0, tries: list[dict] | None = None,
+    sampler: RowSampler | None = None,
+) -> list[tuple[list[int], list[float]]]:
+    """n continuations of each prompt (grouped by prompt): (token ids incl. the stop token if reached,
+    log p of each under the temperature-1 model). Every prompt's KV cache goes into `store`. Sampling
+    (temperature > 0) draws row b's tokens from `sampler`'s stream b (see agents.seeding)."""
+    device = next(model.parameters()).device
+    out, mask = read_prompts(model, store, prompts, pad_id)
+    cache = out.past_key_values
     logits = out.logits[:, -1].float()
     if n > 1:
         cache.batch_repeat_interleave(n)
