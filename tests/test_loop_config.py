@@ -89,6 +89,34 @@ def test_stage_list_follows_the_config():
     assert not any(n.startswith("eval/pi") and "_bon" in n for n in scratch)
 
 
+def test_a_run_resumed_with_more_iterations_selects_again(tmp_path):
+    """A finished run of 1 iteration resumed with iterations=2 (`--force`): its selection was among π0 and π1
+    only, so select, Best-of-N of the kept π and the report run again; a finished run resumed as it was
+    redoes nothing, and one with stages left rewrites its report."""
+    import json
+
+    from agentprm.loop import Run
+
+    def run(iterations: int) -> Run:
+        return Run(load_config(CONFIGS / "smoke-tiny.yaml", [f"run_dir={tmp_path}", "data.heldout_games=6",
+                                                             f"iterations={iterations}"]), show=False)
+
+    state = RunState(tmp_path)
+    for name, _ in run(1).stages():
+        state.mark_done(name, 1.0)
+    (tmp_path / "selected.json").write_text(json.dumps({"iteration": 1, "heldout_success": {"0": 0.2, "1": 0.3}}))
+    assert run(1).stale_stages(state) == []
+    stale = run(2).stale_stages(state)
+    assert stale == ["select", "eval/selected_bon2", "report"]
+    state.undo(stale)
+    again = RunState(tmp_path)
+    assert not again.is_done("select") and not again.is_done("report") and again.is_done("heldout/pi1")
+    state.undo(["heldout/pi1"])
+    state.mark_done("select", 1.0)
+    state.mark_done("report", 1.0)
+    assert run(1).stale_stages(state) == ["report"]  # heldout/pi1 is left to run; select's inputs were π0, π1
+
+
 def test_heldout_games_stay_out_of_demos_and_rollouts(alfworld_root):
     from agentprm.loop import Run
 

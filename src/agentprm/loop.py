@@ -377,6 +377,12 @@ class RunState:
                 del self.data["running"]
             self._write()
 
+    def undo(self, stages: list[str]) -> None:
+        """Mark finished stages as not done, so that they run again (their folders are left as they are)."""
+        with self._lock:
+            self.data["done"] = [d for d in self.data["done"] if d not in stages]
+            self._write()
+
     def _write(self) -> None:
         tmp = self.path.with_name(f".state.json.tmp{os.getpid()}")
         tmp.write_text(json.dumps(self.data, indent=2))
@@ -626,6 +632,21 @@ class Run:
         self._play(agent, make_jobs(self.heldout_games(), 1, self.cfg.seed),
                    self.dir / "heldout" / f"pi{i}", f"pi{i} on held-out train games", extra)
 
+    def stale_stages(self, state: RunState) -> list[str]:
+        """Finished stages whose result no longer holds: a run resumed with more iterations (`--force`) must
+        select again among all of them (then Best-of-N of the kept one), and the report must cover every
+        stage, so it is rewritten whenever a stage is left to run."""
+        names = [name for name, _ in self.stages()]
+        stale: list[str] = []
+        sel = self.dir / "selected.json"
+        if state.is_done("select") and sel.is_file():
+            seen = {int(k) for k in json.loads(sel.read_text())["heldout_success"]}
+            if seen != set(range(self.cfg.iterations + 1)):
+                stale += ["select", *(n for n in names if n.startswith("eval/selected_bon"))]
+        if stale or any(not state.is_done(n) for n in names if n != "report"):
+            stale.append("report")
+        return [n for n in stale if state.is_done(n)]
+
     def selected(self) -> int:
         return int(json.loads((self.dir / "selected.json").read_text())["iteration"])
 
@@ -813,5 +834,6 @@ def train(cfg: RunConfig, show: bool = True, force: bool = False) -> Path:
     runner.check()
     run = prepare_run_dir(cfg, force)
     state = RunState(run)
+    state.undo(runner.stale_stages(state))
     run_stages(runner.stages(), state, console.print if show else (lambda _: None))
     return run / "report.md"
