@@ -19,8 +19,8 @@ def main() -> None:
     run = Run(cfg, show=False)
     agent = run._bon_agent(i, n)
     t = time.time()
-    eps = run_rollouts(agent, make_jobs(run.heldout_games()), out / "trajectories.jsonl", workers=cfg.data.workers,
-                       max_steps=cfg.data.max_steps, max_in_flight=64, show_progress=False)
+    eps = run_rollouts(agent, make_jobs(run.heldout_games(), 1, cfg.seed), out / "trajectories.jsonl",
+                       workers=cfg.data.workers, max_steps=cfg.data.max_steps, max_in_flight=64, show_progress=False)
     wall = time.time() - t
     s = summarize(eps)
     verbs = collections.Counter(st.action.split()[0] for ep in eps for st in ep.steps if st.action)
