@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# A second AgentPRM iteration of the cpu-small loop (configs/cpu-small.yaml, fp32 on a 2-core AVX2 box), resumed on
+# a copy of the score-mode run of one iteration (runs/it1s: the fp32 π0, iteration 1, held-out selection and valid_seen
+# evaluations in score mode; README "On the 2-core CPU"). Run from the repository root.
+set -euo pipefail
+I=${I:-runs/it1s}; R=${R:-runs/it2s}
+cp -a $I $R && rm -rf $R/eval/*_bon*
+# iteration 2: rollouts of π1 -> targets -> PRM_2 -> DPO π2 -> eval/pi2 (valid_seen) -> heldout/pi2; the run's
+# selection, done among π0 and π1, is stale with 2 iterations, so it runs again (loop.Run.stale_stages).
+# Stopped by hand after `select`, before Best-of-N of the kept π.
+agentprm train --config $R/config.yaml --set run_dir=$R --set iterations=2 --force
+cp $R/selected.json docs/results/cpu-small-it2/summaries/
