@@ -7,6 +7,8 @@ I=${I:-runs/it1s}; R=${R:-runs/it2s}
 cp -a $I $R && rm -rf $R/eval/*_bon*
 # iteration 2: rollouts of π1 -> targets -> PRM_2 -> DPO π2 -> eval/pi2 (valid_seen) -> heldout/pi2; the run's
 # selection, done among π0 and π1, is stale with 2 iterations, so it runs again (loop.Run.stale_stages).
-# Stopped by hand after `select`, before Best-of-N of the kept π.
+# As run: a watcher stopped it after eval/pi2 (from the code before the prefix cache of score mode), and a second
+# invocation of the same command without --force (from commit 1cd9e48 on) ran heldout/pi2 and select; stopped after
+# `select`, before Best-of-N of the kept π.
 agentprm train --config $R/config.yaml --set run_dir=$R --set iterations=2 --force
 cp $R/selected.json docs/results/cpu-small-it2/summaries/
