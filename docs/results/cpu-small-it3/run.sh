@@ -9,3 +9,6 @@ cp -a $I $R && rm -rf $R/eval/*_bon*
 agentprm train --config $R/config.yaml --set run_dir=$R --set iterations=3 --force
 cp $R/selected.json docs/results/cpu-small-it3/summaries/
 python docs/results/cpu-small-it3/plot_iterations.py $R docs/results/cpu-small-it3/success-per-iteration.png
+# after the fact, a diagnostic of the selection's noise: π0..π3 on 60 other train games no stage played
+python docs/results/cpu-small-it3/second_heldout.py $R runs/it3s-ho2
+cp runs/it3s-ho2/pi*/summary.json docs/results/cpu-small-it3/summaries/second-heldout/  # renamed pi0.json..pi3.json
