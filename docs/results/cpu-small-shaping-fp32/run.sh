@@ -10,12 +10,8 @@ set -eux
 R=${R:-runs/it1s}; S=${S:-runs/shaping-fp32}; D=docs/results/cpu-small-shaping-fp32
 mkdir -p "$S"
 roll=$R/iter1/rollouts/trajectories.jsonl
-python - "$roll" "$S" <<'PY'
-import sys
-lines = open(sys.argv[1]).read().splitlines()
-open(f"{sys.argv[2]}/low.jsonl", "w").write("\n".join(lines[::10]) + "\n")
-open(f"{sys.argv[2]}/rest.jsonl", "w").write("\n".join(l for i, l in enumerate(lines) if i % 10) + "\n")
-PY
+# (as run, this split was inline Python; split_rollouts.py writes the same two files: cmp on runs/it1s's rollouts)
+python docs/results/cpu-small-shaping/split_rollouts.py "$roll" "$S/low.jsonl" "$S/rest.jsonl"
 prm_recipe=(--lr 5e-4 --batch-size 4 --set eval_each_epoch=false --set history_window=null --set max_length=2048
   --set eval_batch_size=64)
 step() {  # step PRM OUT: the DPO step from π0 against PRM, then greedy score-mode play on held-out and valid_seen

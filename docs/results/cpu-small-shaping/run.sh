@@ -15,12 +15,8 @@ mkdir -p "$S"
 roll=runs/cpu-small/iter1/rollouts/trajectories.jsonl
 # a tenth of the rollouts (every 10th of 300 episodes: 30 episodes, 4 won) for the PRMs; the other 270
 # for the reference value V_ref of π0
-python - "$roll" "$S" <<'PY'
-import sys
-lines = open(sys.argv[1]).read().splitlines()
-open(f"{sys.argv[2]}/low.jsonl", "w").write("\n".join(lines[::10]) + "\n")
-open(f"{sys.argv[2]}/rest.jsonl", "w").write("\n".join(l for i, l in enumerate(lines) if i % 10) + "\n")
-PY
+# (as run, this split was inline Python; split_rollouts.py writes the same two files: cmp on runs/it1s's rollouts)
+python docs/results/cpu-small-shaping/split_rollouts.py "$roll" "$S/low.jsonl" "$S/rest.jsonl"
 prm_recipe=(--lr 5e-4 --batch-size 4 --set eval_each_epoch=false --set history_window=null --set max_length=2048
   --set eval_batch_size=64)
 dpo() {  # dpo PRM STATES OUT
