@@ -78,7 +78,9 @@ def test_candidates_sharing_a_prompt_score_as_forward_on_prompt_plus_answer(prm:
         torch.nn.init.normal_(prm.head.weight, std=0.5)  # a non-zero head, so scores differ
     flat_ctx = [c for c in ctxs for _ in range(3)]
     flat_act = ["look", "take mug 1 from countertop 2", "go to sinkbasin 1"] * 3
-    shared = prm.logits(flat_ctx, flat_act, batch_size=2)
+    done: list[int] = []  # the progress hook hears of every pair once, batch by batch
+    shared = prm.logits(flat_ctx, flat_act, batch_size=2, on_batch=done.append)
+    assert sum(done) == len(flat_act) and len(done) > 1
     with torch.no_grad():
         plain = prm(*prm.collate(prm.token_ids(prm.texts(flat_ctx, flat_act)))).tolist()
     assert shared == pytest.approx(plain, abs=1e-4)

@@ -223,8 +223,11 @@ def _side_batches(n: int, steps: int, batch: int, gen: torch.Generator) -> list[
 
 @torch.no_grad()
 def evaluate(prm: PRM, expert: list[Transition], learner: list[Transition], gamma: float,
-             batch_size: int) -> dict[str, float | None]:
-    """Validation loss and discriminator accuracy (expert r > 0, learner r < 0) on held-out games."""
+             batch_size: int, progress: bool = False) -> dict[str, float | None]:
+    """Validation loss and discriminator accuracy (expert r > 0, learner r < 0) on held-out games; with
+    `progress`, a bar over the transitions (a whole held-out split can take longer than training)."""
+    from agentprm.progress import progress_bar
+
     keys = ("inverse/val_loss", "inverse/val_accuracy", "inverse/val_expert_reward", "inverse/val_learner_reward")
     if not expert or not learner:
         return dict.fromkeys(keys)
@@ -232,11 +235,14 @@ def evaluate(prm: PRM, expert: list[Transition], learner: list[Transition], gamm
     prm.eval()
     try:
         r: dict[str, list] = {"expert": [], "learner": []}
-        for side, items in (("expert", expert), ("learner", learner)):
-            for s in range(0, len(items), batch_size):
-                with _autocast(prm.device):
-                    q, q_next, _, _ = _q_values(prm, items[s : s + batch_size])
-                r[side] += (q - gamma * q_next).float().tolist()
+        with progress_bar(disable=not progress) as bar:
+            task = bar.add_task("InversePRM validation", total=len(expert) + len(learner))
+            for side, items in (("expert", expert), ("learner", learner)):
+                for s in range(0, len(items), batch_size):
+                    with _autocast(prm.device):
+                        q, q_next, _, _ = _q_values(prm, items[s : s + batch_size])
+                    r[side] += (q - gamma * q_next).float().tolist()
+                    bar.advance(task, len(items[s : s + batch_size]))
     finally:
         prm.train(was_training)
     re, rl = torch.tensor(r["expert"]), torch.tensor(r["learner"])
@@ -324,7 +330,8 @@ def train_inverse_prm(cfg: InversePRMConfig) -> dict[str, Any]:
     log.info("inverse-prm: %d expert and %d learner transitions, %d steps/epoch", len(expert), len(learner), steps)
     for epoch in range(start, cfg.epochs):
         metrics = _run_epoch(prm, cfg, expert, learner, opt, sched, epoch, steps)
-        metrics |= evaluate(prm, data["val", "expert"], data["val", "learner"], cfg.gamma, cfg.eval_batch_size)
+        metrics |= evaluate(prm, data["val", "expert"], data["val", "learner"], cfg.gamma, cfg.eval_batch_size,
+                            cfg.progress)
         history.append(metrics)
         log.info("inverse-prm: %s", json.dumps(metrics))
         _save_checkpoint(out, prm, opt, sched, {"epoch": epoch + 1, "history": history, "config": asdict(cfg)})

@@ -34,7 +34,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -184,12 +184,14 @@ class PRM(nn.Module):
 
     @torch.no_grad()
     def logits(self, contexts: Sequence[TurnContext], actions: Sequence[str], batch_size: int = 16,
-               reasons: Sequence[str | None] | None = None) -> list[float]:
+               reasons: Sequence[str | None] | None = None,
+               on_batch: Callable[[int], None] | None = None) -> list[float]:
         """Raw scores z for many pairs, in input order. Pairs that share a prompt (Best-of-N's
         candidates, DPO's samples) read it once: its KV cache is computed once and each candidate's
         answer is run on top of it (`_shared_prompt_logits`); the score is the same as `forward` on
         prompt + answer. Pairs that would be cut to `max_length` go through `forward` in length-sorted
-        batches. `reasons[i]` goes with `actions[i]` (see `answer`)."""
+        batches. `reasons[i]` goes with `actions[i]` (see `answer`). `on_batch(k)` is called after each
+        batch with the k pairs it scored (a progress bar's hook)."""
         if not contexts:  # e.g. a process's share of a validation set smaller than the process count
             return []
         prompts = self.prompts(contexts)
@@ -215,6 +217,8 @@ class PRM(nn.Module):
                                                    [[a_ids[i] for i in m] for m in members])
                 for i, v in zip([i for m in members for i in m], z.tolist(), strict=True):
                     scores[i] = v
+                if on_batch is not None:
+                    on_batch(sum(len(m) for m in members))
             ids = [p_ids[i] + a_ids[i] for i in long]
             order = sorted(range(len(ids)), key=lambda j: -len(ids[j]))
             for start in range(0, len(order), batch_size):
@@ -223,6 +227,8 @@ class PRM(nn.Module):
                     z = self(*self.collate([ids[j] for j in chunk]))
                 for j, v in zip(chunk, z.tolist(), strict=True):
                     scores[long[j]] = v
+                if on_batch is not None:
+                    on_batch(len(chunk))
         finally:
             self.train(was_training)
         return scores
@@ -309,21 +315,33 @@ def row_reasons(rows: Sequence[Mapping[str, Any]], column: str = "reason") -> li
 
 
 def evaluate(prm: PRM, rows: Sequence[dict], pairs: Sequence[dict], batch_size: int,
-             acc: Accelerator | None = None) -> dict[str, Any]:
+             acc: Accelerator | None = None, progress: bool = False) -> dict[str, Any]:
     """Validation metrics. Label of a row = "episode won" (Q̂ > 0, i.e. some visit led to a win: the
     row's `q_mc`, which differs from the trained-on q only for shaped targets; rows written before
     `q_mc` existed use q).
-    With an Accelerator of several processes each scores its share and every process gets all scores."""
-
-    def logits(contexts: list[TurnContext], actions: list[str], reasons: list[str | None]) -> list[float]:
-        if acc is None:
-            return prm.logits(contexts, actions, batch_size, reasons)
-        mine = my_share(acc, list(zip(contexts, actions, reasons, strict=True)))
-        return gather_list(acc, prm.logits([c for c, _, _ in mine], [a for _, a, _ in mine], batch_size,
-                                           [r for _, _, r in mine]))
+    With an Accelerator of several processes each scores its share and every process gets all scores.
+    With `progress` the main process shows a bar over the pairs it scores: on a CPU a validation split of
+    whole-episode prompts takes minutes (2,743 rows: several minutes), which would otherwise pass in silence."""
+    from agentprm.progress import progress_bar
 
     if not rows:
         return {}
+    main = acc is None or acc.is_main_process
+    with progress_bar(disable=not (progress and main)) as bar:
+        share = 1 if acc is None else acc.num_processes  # the main process scores about 1/share of them
+        task = bar.add_task("PRM validation", total=-(-(len(rows) + 2 * len(pairs)) // share))
+        return _evaluate(prm, rows, pairs, batch_size, acc, lambda k: bar.advance(task, k))
+
+
+def _evaluate(prm: PRM, rows: Sequence[dict], pairs: Sequence[dict], batch_size: int, acc: Accelerator | None,
+              on_batch: Callable[[int], None]) -> dict[str, Any]:
+    def logits(contexts: list[TurnContext], actions: list[str], reasons: list[str | None]) -> list[float]:
+        if acc is None:
+            return prm.logits(contexts, actions, batch_size, reasons, on_batch)
+        mine = my_share(acc, list(zip(contexts, actions, reasons, strict=True)))
+        return gather_list(acc, prm.logits([c for c, _, _ in mine], [a for _, a, _ in mine], batch_size,
+                                           [r for _, _, r in mine], on_batch))
+
     z = torch.tensor(logits([row_to_context(r) for r in rows], [r["action"] for r in rows], row_reasons(rows)))
     p = torch.sigmoid(z).numpy()
     q = np.array([r["q"] for r in rows])
@@ -676,7 +694,7 @@ def train_prm(cfg: PRMConfig) -> dict[str, Any]:
     for epoch in range(start, cfg.epochs if examples else start):  # no examples (no pairs): untrained
         epoch_metrics = _run_epoch(acc, model, prm, cfg, examples, opt, sched, epoch)
         if cfg.eval_each_epoch or epoch == cfg.epochs - 1:
-            metrics = evaluate(prm, val_rows, val_pairs, cfg.eval_batch_size, acc)
+            metrics = evaluate(prm, val_rows, val_pairs, cfg.eval_batch_size, acc, cfg.progress)
             epoch_metrics |= {k: v for k, v in metrics.items() if k != "prm/reliability"}
         history.append(epoch_metrics)
         if acc.is_main_process:
@@ -684,7 +702,7 @@ def train_prm(cfg: PRMConfig) -> dict[str, Any]:
             _save_checkpoint(out, prm, opt, sched, {"epoch": epoch + 1, "history": history, "config": asdict(cfg)})
         acc.wait_for_everyone()
     if not metrics:  # resumed a finished run: evaluate what was loaded
-        metrics = evaluate(prm, val_rows, val_pairs, cfg.eval_batch_size, acc)
+        metrics = evaluate(prm, val_rows, val_pairs, cfg.eval_batch_size, acc, cfg.progress)
     summary = _finish(cfg, prm, metrics | data_stats, history, start, write=acc.is_main_process)
     acc.wait_for_everyone()
     return summary
