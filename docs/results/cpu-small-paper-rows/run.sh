@@ -5,6 +5,7 @@
 # (docs/results/cpu-small-bon-greedy/run.sh). As run (stop 23): from a snapshot worktree of main, one step after
 # another, sharing the CPU with docs/results/cpu-small-walkaways/run.sh. Step 2 was stopped by hand at step 44/150
 # (loss at chance), so its π1 was never trained; step 4 (Bradley–Terry) was stopped before it began, for time.
+# Stop 26 ran the rest (the block at the end), alone on the idle CPU, one step after another.
 set -ux
 I=${I:-runs/it1}; X=${X:-runs/it1x}; S=${S:-runs/paper-rows}
 PI0=$I/pi0/model
@@ -35,3 +36,33 @@ dpo $X/iter1/prm $X/iter1/rollouts/trajectories.jsonl $S/pi1-bce6
 agentprm train-prm --data $X/iter1/targets --model $PI0 --out $S/prm-bt6 --loss bradley-terry --epochs 3 \
   "${prm_recipe[@]}"
 dpo $S/prm-bt6 $X/iter1/rollouts/trajectories.jsonl $S/pi1-bt6
+
+# --- Stop 26: step 4 as run, the InversePRM with a recipe the CPU can finish, and every π1 played as the loop now
+# evaluates (greedy, score mode, its 60 held-out and 75 valid_seen games: ../cpu-small-shaping-fp32/play.py, R the
+# score-mode run of the same π0). Figures: results.json ("score_mode"), README "On the 2-core CPU".
+R=${R:-runs/it1s}
+play() { python docs/results/cpu-small-shaping-fp32/play.py $R "$1" "$2"; }
+step() {  # step PRM STATES OUT: the loop's policy step from π0 (as dpo() above), then play
+  agentprm train-policy --policy $PI0 --prm "$1" --states "$2" --out "$3" --steps 40 --lr 3e-5 \
+    --set batch_states=32 --set samples=4 --set mode=constrained --set max_new_tokens=24 --set history_window=null \
+    --set workers=2
+  play "$3/model" "$3-play"
+}
+# 4. Bradley–Terry on the 900 rollouts' 253 same-state pairs (δ 0.03), its π1, and the soft-BCE π1 of step 3 replayed
+agentprm train-prm --data $X/iter1/targets --model $PI0 --out $S/prm-bt6 --loss bradley-terry --epochs 3 \
+  "${prm_recipe[@]}"
+step $S/prm-bt6 $X/iter1/rollouts/trajectories.jsonl $S/pi1-bt6
+play $S/pi1-bce6/model $S/pi1-bce6-play
+# 2 again. InversePRM: 1,024 transitions a side (of 1,200 demos and π0's 300 rollouts), 4 epochs of 64 steps at batch
+# 16, the last 4 turns in the prompt (shorter sequences, so more steps fit), then the same policy step
+agentprm train-inverse-prm --demos $R/demos/trajectories.jsonl --rollouts $R/iter1/rollouts/trajectories.jsonl \
+  --model $PI0 --out $S/iprm4 --epochs 4 --lr 3e-4 --batch-size 16 --set max_transitions=1024 \
+  --set max_val_transitions=256 --set history_window=4 --set max_length=2048 --set eval_batch_size=64 \
+  --set val_fraction=0.2
+step $S/iprm4 $R/iter1/rollouts/trajectories.jsonl $S/pi1-inverse
+# a diagnostic: the same InversePRM recipe with γ ≈ 0 (r ≈ Q(s,a): a plain expert-vs-learner classifier of single
+# turns), one epoch: does it generalise to held-out games where the Bellman form (γ 0.95) did not?
+agentprm train-inverse-prm --demos $R/demos/trajectories.jsonl --rollouts $R/iter1/rollouts/trajectories.jsonl \
+  --model $PI0 --out $S/iprm-g0 --epochs 1 --gamma 0.001 --lr 3e-4 --batch-size 16 --set max_transitions=1024 \
+  --set max_val_transitions=256 --set history_window=4 --set max_length=2048 --set eval_batch_size=64 \
+  --set val_fraction=0.2
