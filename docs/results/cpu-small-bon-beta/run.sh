@@ -7,6 +7,8 @@
 set -euo pipefail
 I=${I:-runs/it1s}; O=${O:-runs/bonbeta}
 P=docs/results/cpu-small-bon-beta/bon_heldout.py
+# As run: the default list, then BETAS=1, then at stop 26 BETAS=3 (42/60, and all 60 episodes
+# are greedy π1's own, action for action: at β 3 the PRM overruled π at no turn).
 for beta in ${BETAS:-0 0.1 0.3}; do
   python $P $I 1 4 $O/ho-pi1-bon4g-b$beta eval.bon_mode=score eval.bon_greedy=true eval.bon_temperature=1.0 \
     eval.bon_beta=$beta
