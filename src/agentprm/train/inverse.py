@@ -239,10 +239,11 @@ def evaluate(prm: PRM, expert: list[Transition], learner: list[Transition], gamm
             task = bar.add_task("InversePRM validation", total=len(expert) + len(learner))
             for side, items in (("expert", expert), ("learner", learner)):
                 for s in range(0, len(items), batch_size):
+                    batch = items[s : s + batch_size]
                     with _autocast(prm.device):
-                        q, q_next, _, _ = _q_values(prm, items[s : s + batch_size])
+                        q, q_next, _, _ = _q_values(prm, batch)
                     r[side] += (q - gamma * q_next).float().tolist()
-                    bar.advance(task, len(items[s : s + batch_size]))
+                    bar.advance(task, len(batch))
     finally:
         prm.train(was_training)
     re, rl = torch.tensor(r["expert"]), torch.tensor(r["learner"])
