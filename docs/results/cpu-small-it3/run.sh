@@ -11,4 +11,6 @@ cp $R/selected.json docs/results/cpu-small-it3/summaries/
 python docs/results/cpu-small-it3/plot_iterations.py $R docs/results/cpu-small-it3/success-per-iteration.png
 # after the fact, a diagnostic of the selection's noise: π0..π3 on 60 other train games no stage played
 python docs/results/cpu-small-it3/second_heldout.py $R runs/it3s-ho2
-cp runs/it3s-ho2/pi*/summary.json docs/results/cpu-small-it3/summaries/second-heldout/  # renamed pi0.json..pi3.json
+cp runs/it3s-ho2/pi*.json docs/results/cpu-small-it3/summaries/second-heldout/
+# (as run, the script wrote these lines as piI/summary.json and played through run_rollouts directly; it now plays
+# through the loop's Run._play, the same agent, games and seed)

@@ -1,20 +1,21 @@
 """After the fact, a diagnostic of the selection's noise: π0..π3 of a run, greedy as the loop evaluates them, on a
 second sample of 60 train games (balanced over task types) that no stage played: not the run's held-out games, not
 its demonstration games, not any iteration's rollout games. It does not change what the run keeps.
+Plays through the loop's own `Run._play` (OUT_DIR/piI/: its summary.json, results.md, success.png) and writes the
+figures quoted in the README to OUT_DIR/piI.json.
 usage (repository root): python second_heldout.py RUN_DIR OUT_DIR"""
 import json
 import sys
-import time
 from pathlib import Path
 
 from agentprm.envs.games import find_games, stratified_games
-from agentprm.evaluation import summarize
 from agentprm.loop import Run, load_config
-from agentprm.rollout import make_jobs, run_rollouts
+from agentprm.rollout import make_jobs
+from agentprm.trajectory import load_episodes
 
 
 def played(path: Path) -> set[str]:
-    return {json.loads(line)["game_id"] for line in path.read_text().splitlines() if line.strip()}
+    return {e.game_id for e in load_episodes([path])}
 
 
 def main() -> None:
@@ -28,18 +29,13 @@ def main() -> None:
     games = stratified_games(fresh, cfg.data.heldout_games, cfg.seed + 1007)
     print(f"{len(fresh)} unplayed train games; playing {len(games)}", flush=True)
     for i in range(cfg.iterations + 1):
-        dest = out / f"pi{i}"
-        if (dest / "summary.json").is_file():
+        line_file = out / f"pi{i}.json"
+        if line_file.is_file():
             continue
-        t = time.time()
-        eps = run_rollouts(run._greedy(i), make_jobs(games, 1, cfg.seed), dest / "trajectories.jsonl",
-                           workers=cfg.data.workers, max_steps=cfg.data.max_steps, max_in_flight=64,
-                           show_progress=False)
-        s = summarize(eps)
-        line = {"iteration": i, "won": s["eval/won"], "episodes": s["eval/episodes"],
-                "wall_s": round(time.time() - t, 1),
+        s = run._play(run._greedy(i), make_jobs(games, 1, cfg.seed), out / f"pi{i}", f"π{i}, second held-out", {})
+        line = {"iteration": i, "won": s["eval/won"], "episodes": s["eval/episodes"], "wall_s": s["wall_s"],
                 "per_task_type": {k: v["won"] for k, v in s["per_task_type"].items()}}
-        (dest / "summary.json").write_text(json.dumps(line, indent=1))
+        line_file.write_text(json.dumps(line, indent=1))
         print(json.dumps(line), flush=True)
 
 

@@ -14,10 +14,13 @@ vs=(--split valid_seen --task-type look_at_obj_in_light --task-type pick_and_pla
   --max-steps 30 --seed 0 --batch-size 64 --cpu-bf16)
 prm_recipe=(--lr 5e-4 --batch-size 4 --set eval_each_epoch=false --set history_window=null --set max_length=2048
   --set eval_batch_size=64)
-dpo() {  # dpo PRM STATES OUT: the loop's policy step (40 steps, lr 3e-5, 32 states x 4 samples), then both evaluations
+policy_step() {  # policy_step PRM STATES OUT: the loop's policy step from π0 (40 steps, lr 3e-5, 32 states x 4 samples)
   agentprm train-policy --policy $PI0 --prm "$1" --states "$2" --out "$3" --steps 40 --lr 3e-5 \
     --set batch_states=32 --set samples=4 --set mode=constrained --set max_new_tokens=24 --set history_window=null \
     --set workers=2
+}
+dpo() {  # dpo PRM STATES OUT: the policy step, then both evaluations as stop 23 played them (constrained)
+  policy_step "$@"
   python docs/results/cpu-small-shaping/heldout_policy.py "$3/model" "$3-heldout"
   agentprm eval --policy "$3/model" "${vs[@]}" --out "$3-valid_seen"
 }
@@ -32,20 +35,15 @@ agentprm train-inverse-prm --demos $I/demos/trajectories.jsonl --rollouts $I/ite
 dpo $S/iprm $I/iter1/rollouts/trajectories.jsonl $S/pi1-inverse
 # 3. π1 against the soft-BCE PRM_1 of 6 rollouts per game (X) -> 43/75, 28/60 held-out; in score mode 39/60 held-out
 dpo $X/iter1/prm $X/iter1/rollouts/trajectories.jsonl $S/pi1-bce6
-# 4. the Bradley–Terry PRM on the same targets and its π1 (not run)
-agentprm train-prm --data $X/iter1/targets --model $PI0 --out $S/prm-bt6 --loss bradley-terry --epochs 3 \
-  "${prm_recipe[@]}"
-dpo $S/prm-bt6 $X/iter1/rollouts/trajectories.jsonl $S/pi1-bt6
+# 4. the Bradley–Terry PRM on the same targets and its π1: not run at stop 23; stop 26 ran it (below)
 
 # --- Stop 26: step 4 as run, the InversePRM with a recipe the CPU can finish, and every π1 played as the loop now
 # evaluates (greedy, score mode, its 60 held-out and 75 valid_seen games: ../cpu-small-shaping-fp32/play.py, R the
 # score-mode run of the same π0). Figures: results.json ("score_mode"), README "On the 2-core CPU".
 R=${R:-runs/it1s}
 play() { python docs/results/cpu-small-shaping-fp32/play.py $R "$1" "$2"; }
-step() {  # step PRM STATES OUT: the loop's policy step from π0 (as dpo() above), then play
-  agentprm train-policy --policy $PI0 --prm "$1" --states "$2" --out "$3" --steps 40 --lr 3e-5 \
-    --set batch_states=32 --set samples=4 --set mode=constrained --set max_new_tokens=24 --set history_window=null \
-    --set workers=2
+step() {  # step PRM STATES OUT: the policy step, then play in score mode
+  policy_step "$@"
   play "$3/model" "$3-play"
 }
 # 4. Bradley–Terry on the 900 rollouts' 253 same-state pairs (δ 0.03), its π1, and the soft-BCE π1 of step 3 replayed
@@ -55,14 +53,11 @@ step $S/prm-bt6 $X/iter1/rollouts/trajectories.jsonl $S/pi1-bt6
 play $S/pi1-bce6/model $S/pi1-bce6-play
 # 2 again. InversePRM: 1,024 transitions a side (of 1,200 demos and π0's 300 rollouts), 4 epochs of 64 steps at batch
 # 16, the last 4 turns in the prompt (shorter sequences, so more steps fit), then the same policy step
-agentprm train-inverse-prm --demos $R/demos/trajectories.jsonl --rollouts $R/iter1/rollouts/trajectories.jsonl \
-  --model $PI0 --out $S/iprm4 --epochs 4 --lr 3e-4 --batch-size 16 --set max_transitions=1024 \
-  --set max_val_transitions=256 --set history_window=4 --set max_length=2048 --set eval_batch_size=64 \
-  --set val_fraction=0.2
+inverse_recipe=(--demos $R/demos/trajectories.jsonl --rollouts $R/iter1/rollouts/trajectories.jsonl --model $PI0
+  --lr 3e-4 --batch-size 16 --set max_transitions=1024 --set max_val_transitions=256 --set history_window=4
+  --set max_length=2048 --set eval_batch_size=64 --set val_fraction=0.2)
+agentprm train-inverse-prm "${inverse_recipe[@]}" --out $S/iprm4 --epochs 4
 step $S/iprm4 $R/iter1/rollouts/trajectories.jsonl $S/pi1-inverse
 # a diagnostic: the same InversePRM recipe with γ ≈ 0 (r ≈ Q(s,a): a plain expert-vs-learner classifier of single
 # turns), one epoch: does it generalise to held-out games where the Bellman form (γ 0.95) did not?
-agentprm train-inverse-prm --demos $R/demos/trajectories.jsonl --rollouts $R/iter1/rollouts/trajectories.jsonl \
-  --model $PI0 --out $S/iprm-g0 --epochs 1 --gamma 0.001 --lr 3e-4 --batch-size 16 --set max_transitions=1024 \
-  --set max_val_transitions=256 --set history_window=4 --set max_length=2048 --set eval_batch_size=64 \
-  --set val_fraction=0.2
+agentprm train-inverse-prm "${inverse_recipe[@]}" --out $S/iprm-g0 --epochs 1 --gamma 0.001
