@@ -169,6 +169,8 @@ def test_cli_trains_validates_and_resumes(data: tuple[Path, Path, Path], tmp_pat
     # val_fraction 0.5: kitchen-1 and kitchen-3 are validation games; the rollouts file is given twice
     assert summary["inverse/data/train_expert_transitions"] == 9 and summary["inverse/data/val_expert_transitions"] == 6
     assert summary["inverse/data/train_learner_transitions"] == 36
+    # the per-epoch figures reach the terminal, not only summary.json (the CLI gives the package's log a handler)
+    assert '"inverse/val_accuracy"' in r.stderr and "9 expert and 36 learner transitions" in r.stderr
     assert 0.0 <= summary["inverse/val_accuracy"] <= 1.0 and summary["inverse/val_loss"] > 0
     prm = PRM.load(out, device="cpu")  # what train-policy and Best-of-N load
     assert len(prm.score([learner_transitions(load_episodes([rollouts]))[0].context], ["look"])) == 1
@@ -176,6 +178,7 @@ def test_cli_trains_validates_and_resumes(data: tuple[Path, Path, Path], tmp_pat
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inverse/resumed_from_epoch"] == 1 and [h["epoch"] for h in summary["history"]] == [1, 2]
+    assert "resuming from" in r.stderr and "after epoch 1" in r.stderr
     r = agentprm(*args, "--gamma", "2")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "gamma" in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1

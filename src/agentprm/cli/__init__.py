@@ -62,12 +62,33 @@ def _plain_warnings() -> None:
     warnings.showwarning = show
 
 
+def _plain_logging() -> None:
+    """The package's log lines (a trainer's per-epoch metrics, "resuming from ...") on stderr as one plain
+    line each: without a handler Python drops INFO, so a PRM's validation figures were only in its files."""
+    import logging
+
+    from rich.markup import escape
+
+    class Line(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            tag = "" if record.levelno < logging.WARNING else "[yellow]warning:[/yellow] "
+            console_err.print(tag + escape(record.getMessage()), highlight=False, soft_wrap=True)
+
+    package = logging.getLogger("agentprm")
+    if not any(h.get_name() == "agentprm-cli" for h in package.handlers):  # main() may run twice in one process
+        handler = Line()
+        handler.set_name("agentprm-cli")
+        package.addHandler(handler)
+        package.setLevel(logging.INFO)
+
+
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit code 2."""
     # the Hub/transformers bars ("Loading weights", "Writing model shards" at every checkpoint) would
     # interleave with our own stage bars; set before transformers is imported, inherited by workers
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     _plain_warnings()
+    _plain_logging()
     try:
         app()
     except AgentPRMError as e:
