@@ -580,7 +580,7 @@ def _resume(cfg: PRMConfig, device: str | None) -> tuple[PRM, dict | None]:
         if saved[k] != getattr(cfg, k):
             raise ConfigError(f"prm: {ckpt} was written with {k}={saved[k]!r}, not "
                               f"{getattr(cfg, k)!r}; delete it or choose another --out")
-    log.info("resuming from %s after epoch %d", ckpt, state["epoch"])
+    log.info("prm: resuming from %s after epoch %d", ckpt, state["epoch"])
     return PRM.load(ckpt / "model", device, cfg.dtype), state
 
 
@@ -689,8 +689,9 @@ def train_prm(cfg: PRMConfig) -> dict[str, Any]:
     model, opt = acc.prepare(prm, opt)  # DDP wrapper (or prm itself); the schedule counts global steps
     history: list[dict] = state["history"] if state else []
     start = state["epoch"] if state else 0
-    log.info("prm: %d examples, %d steps/epoch, device %s, %d process(es)", len(examples), steps_per_epoch,
-             prm.device, acc.num_processes)
+    if acc.is_main_process:  # once, not once per process under torchrun
+        log.info("prm: %d examples, %d steps/epoch, device %s, %d process(es)", len(examples), steps_per_epoch,
+                 prm.device, acc.num_processes)
     metrics: dict[str, Any] = {}
     for epoch in range(start, cfg.epochs if examples else start):  # no examples (no pairs): untrained
         epoch_metrics = _run_epoch(acc, model, prm, cfg, examples, opt, sched, epoch)
