@@ -31,6 +31,7 @@ app.command("sft")(train.sft)
 app.command("targets")(train.targets)
 app.command("train-prm")(train.train_prm)
 app.command("train-inverse-prm")(train.train_inverse_prm)
+app.command("eval-prm")(train.eval_prm)
 app.command("train-policy")(train.train_policy)
 app.command("train")(train.train)
 

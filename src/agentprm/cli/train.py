@@ -112,6 +112,27 @@ def train_prm(
         console.print({k: v for k, v in summary.items() if not isinstance(v, dict | list)})
 
 
+def eval_prm(
+    prm: Annotated[Path, typer.Option("--prm", help="a saved PRM (train-prm or train-inverse-prm output)")],
+    data: Annotated[Path, typer.Option("--data", help="targets folder (agentprm targets) of the turns to score")],
+    split: Annotated[str, typer.Option("--split", help="val, train or all")] = "val",
+    out: Annotated[Path | None, typer.Option("--out", help="folder for summary.json and calibration.png")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    device: Annotated[str | None, typer.Option("--device")] = None,
+) -> None:
+    """Score a saved PRM on any targets: outcome AUC, Brier, calibration, same-state pair accuracy."""
+    from agentprm.atomic import write_json
+    from agentprm.train.metrics import plot_calibration
+    from agentprm.train.prm import evaluate_prm
+
+    m = evaluate_prm(prm, data, split, batch_size, device, progress=True)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        plot_calibration(m["prm/reliability"], out / "calibration.png", f"{prm} on {data} ({split})")
+        write_json(out / "summary.json", m)
+    console.print({k: v for k, v in m.items() if not isinstance(v, dict | list)})
+
+
 def train_inverse_prm(
     demos: Annotated[list[Path], typer.Option("--demos", help="expert trajectory files/folders (repeatable)")],
     rollouts: Annotated[list[Path], typer.Option("--rollouts", help="learner trajectories, pooled (repeatable)")],

@@ -46,7 +46,7 @@ from torch import nn
 from agentprm.agents.policy import run_after_prompts
 from agentprm.atomic import replace_dir, temp_dir_for, write_json
 from agentprm.bounds import Count, Fraction, NonNegative, NonNegInt, Positive
-from agentprm.errors import ConfigError, ModelLoadError
+from agentprm.errors import ConfigError, DataNotFoundError, ModelLoadError
 from agentprm.models import load_causal_lm, load_tokenizer, training_attention
 from agentprm.prompts import TurnContext, build_messages, format_answer, prompt_style
 from agentprm.targets import read_rows, row_to_context
@@ -364,6 +364,32 @@ def _evaluate(prm: PRM, rows: Sequence[dict], pairs: Sequence[dict], batch_size:
         m["prm/val_bt"] = bradley_terry(zc, zr).item()
         m["prm/val_pair_acc"] = float((zc > zr).float().mean())
     return m
+
+
+def evaluate_prm(prm_path: str | Path, data: str | Path, split: str = "val", batch_size: int = 64,
+                 device: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Any saved PRM (an AgentPRM PRM, a Bradley–Terry one, an InversePRM) scored on any targets folder with the
+    metrics `train_prm` reports on its own validation split: AUC and calibration against "episode won", Brier,
+    same-state pair accuracy. Why: PRMs trained on different data are only comparable on turns none of them
+    trained on, e.g. targets built from the loop's held-out plays (an InversePRM never reads an outcome; here the
+    outcomes are read only to measure it). `split`: val, train or all (both files)."""
+    if split not in ("val", "train", "all"):
+        raise ConfigError(f"eval-prm: split={split!r} must be val, train or all")
+    data = Path(data)
+    if targets_kind(data) == "values":
+        raise ConfigError(f"eval-prm: {data} holds state values (targets --values), not Q̂ per action")
+    names = ["val", "train"] if split == "all" else [split]
+    if not any((data / f"{n}.parquet").is_file() for n in names):
+        raise DataNotFoundError(f"eval-prm: no {' or '.join(f'{n}.parquet' for n in names)} under {data}; give a "
+                                "folder written by `agentprm targets`")
+    rows = [r for n in names if (data / f"{n}.parquet").is_file() for r in read_rows(data / f"{n}.parquet")]
+    pairs = [r for n in names if (data / f"pairs_{n}.parquet").is_file()
+             for r in read_rows(data / f"pairs_{n}.parquet")]
+    if not rows:
+        raise DataNotFoundError(f"eval-prm: no rows in the {split} split of {data}")
+    prm = PRM.load(prm_path, device, value_model=False)
+    return {"prm": str(prm_path), "data": str(data), "split": split, "pairs": len(pairs),
+            **evaluate(prm, rows, pairs, batch_size, progress=progress)}
 
 
 # ----------------------------------------------------------------------------- training
