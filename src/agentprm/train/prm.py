@@ -382,9 +382,8 @@ def evaluate_prm(prm_path: str | Path, data: str | Path, split: str = "val", bat
     if not any((data / f"{n}.parquet").is_file() for n in names):
         raise DataNotFoundError(f"eval-prm: no {' or '.join(f'{n}.parquet' for n in names)} under {data}; give a "
                                 "folder written by `agentprm targets`")
-    rows = [r for n in names if (data / f"{n}.parquet").is_file() for r in read_rows(data / f"{n}.parquet")]
-    pairs = [r for n in names if (data / f"pairs_{n}.parquet").is_file()
-             for r in read_rows(data / f"pairs_{n}.parquet")]
+    parts = [read_split(data, n) for n in names]
+    rows, pairs = [r for rs, _ in parts for r in rs], [p for _, ps in parts for p in ps]
     if not rows:
         raise DataNotFoundError(f"eval-prm: no rows in the {split} split of {data}")
     prm = PRM.load(prm_path, device, value_model=False)
@@ -479,11 +478,17 @@ def seeded_subset(items: list[T], n: int | None, seed: int) -> list[T]:
     return [items[i] for i in sorted(keep.tolist())]
 
 
-def _load_split(cfg: PRMConfig, split: str) -> tuple[list[dict], list[dict]]:
-    """(rows, pairs) of a split; a missing file reads as empty."""
-    data = Path(cfg.data)
+def read_split(data: str | Path, split: str) -> tuple[list[dict], list[dict]]:
+    """(rows, pairs) of one split of a targets folder; a missing file reads as empty."""
+    data = Path(data)
     rows = read_rows(data / f"{split}.parquet") if (data / f"{split}.parquet").is_file() else []
     pairs = read_rows(data / f"pairs_{split}.parquet") if (data / f"pairs_{split}.parquet").is_file() else []
+    return rows, pairs
+
+
+def _load_split(cfg: PRMConfig, split: str) -> tuple[list[dict], list[dict]]:
+    """(rows, pairs) of a split, capped by `max_rows` (a seeded subset)."""
+    rows, pairs = read_split(cfg.data, split)
     return seeded_subset(rows, cfg.max_rows, cfg.seed), seeded_subset(pairs, cfg.max_rows, cfg.seed)
 
 
