@@ -36,11 +36,19 @@ app.command("train-policy")(train.train_policy)
 app.command("train")(train.train)
 
 
-def _fail(message: str) -> None:
+def _line(message: str, tag: str = "") -> None:
+    """One plain line on stderr (the message escaped, so "[...]" in a path is text, not rich markup)."""
     from rich.markup import escape
 
-    console_err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    console_err.print(f"{tag}{escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    _line(message, "[red]error:[/red] ")
     sys.exit(2)
+
+
+WARNING_TAG = "[yellow]warning:[/yellow] "
 
 
 def _plain_warnings() -> None:
@@ -48,15 +56,13 @@ def _plain_warnings() -> None:
     "file:line: UserWarning" with a source line; warnings from libraries keep the default format."""
     import warnings
 
-    from rich.markup import escape
-
     default = warnings.showwarning
     package = str(Path(__file__).resolve().parents[1])
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
              line: str | None = None) -> None:
         if str(Path(filename).resolve()).startswith(package):
-            console_err.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False, soft_wrap=True)
+            _line(str(message), WARNING_TAG)
         else:
             default(message, category, filename, lineno, file, line)
 
@@ -68,12 +74,9 @@ def _plain_logging() -> None:
     line each: without a handler Python drops INFO, so a PRM's validation figures were only in its files."""
     import logging
 
-    from rich.markup import escape
-
     class Line(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            tag = "" if record.levelno < logging.WARNING else "[yellow]warning:[/yellow] "
-            console_err.print(tag + escape(record.getMessage()), highlight=False, soft_wrap=True)
+            _line(record.getMessage(), "" if record.levelno < logging.WARNING else WARNING_TAG)
 
     package = logging.getLogger("agentprm")
     if not any(h.get_name() == "agentprm-cli" for h in package.handlers):  # main() may run twice in one process
