@@ -72,8 +72,9 @@ def test_cli_writes_summary_and_plot_and_refuses_bad_input(setup: tuple[Path, Pa
     assert summary["prm/auc"] == pytest.approx(auc) and summary["prm/val_pair_acc"] == pytest.approx(pair_acc)
     assert summary["split"] == "all" and (out / "calibration.png").stat().st_size > 0
     (tmp_path / "empty").mkdir()
-    for args in (["--data", str(tmp_path / "empty")], ["--data", str(targets), "--split", "test"],
-                 ["--data", str(targets), "--prm", str(tmp_path / "empty")]):
-        r = agentprm("eval-prm", "--prm", str(prm_dir), *args)
+    empty = str(tmp_path / "empty")
+    for prm, data, split in ((str(prm_dir), empty, "val"), (str(prm_dir), str(targets), "test"),
+                             (empty, str(targets), "all")):  # no targets, a bad split, no PRM
+        r = agentprm("eval-prm", "--prm", prm, "--data", data, "--split", split)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
