@@ -18,7 +18,7 @@ agentprm train-policy --policy $PI0 --prm $S26/iprm-g0 --states $R/iter1/rollout
 python docs/results/cpu-small-shaping-fp32/play.py $R $S/pi1-inv-g0/model $S/pi1-inv-g0-play
 # 3. InversePRM iteration 2 through the loop (method: inverse_prm), continuing from the InversePRM π1 with more
 # held-out wins (rule fixed before: γ 0.001's only if it beat γ 0.95's 35/60; it won 34, so γ 0.95's, stop 26)
-bash docs/results/cpu-small-inverse-gamma/inverse_iter2.sh $S26/iprm $S26/pi1-inverse $S26/pi1-inverse-play 0.95 4 \
+bash docs/results/cpu-small-inverse-gamma/inverse_iter2.sh $S26/iprm4 $S26/pi1-inverse $S26/pi1-inverse-play 0.95 4 \
   runs/itinv
 # 4. outcome AUC on the loop's greedy plays of its 60 held-out games by π0 to π3 (runs/it3s: ../cpu-small-it3)
 H=runs/it3s/heldout
@@ -26,6 +26,6 @@ agentprm targets --rollouts $H/pi0/trajectories.jsonl --rollouts $H/pi1/trajecto
   --rollouts $H/pi2/trajectories.jsonl --rollouts $H/pi3/trajectories.jsonl --out $S/ho-targets --gamma 0.95 \
   --val-fraction 0
 python docs/results/cpu-small-inverse-gamma/outcome_auc.py $S/ho-targets $S/outcome_auc.json \
-  $R/iter1/prm $S26/iprm $S/iprm-g5 $S26/iprm-g0 runs/itinv/iter2/prm
+  $R/iter1/prm $S26/iprm4 $S/iprm-g5 $S26/iprm-g0 runs/itinv/iter2/prm
 # the same measurement is now a command (checked on the γ 0.001 PRM: AUC 0.6804, pair accuracy 0.683, 61 s idle):
 agentprm eval-prm --prm $S26/iprm-g0 --data $S/ho-targets --split train --out $S/evalprm-g0
