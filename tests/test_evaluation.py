@@ -79,3 +79,34 @@ def test_expert_agreement_is_the_share_of_labelled_turns_where_the_agent_did_wha
     s = summarize(eps)
     assert s["eval/expert_labelled"] == 5 and s["eval/expert_agreement"] == 2 / 5
     assert "eval/expert_agreement" not in summarize([episode(0, PICK, won=True)])  # no labels: no figure
+
+
+def test_read_summary_takes_what_summarize_wrote_and_names_what_a_hand_made_one_lacks(tmp_path):
+    import json
+    import re
+
+    import pytest
+
+    from agentprm.errors import CorruptRecordError
+    from agentprm.evaluation import read_summary
+
+    path = tmp_path / "summary.json"
+    written = {**summarize([episode(0, PICK, won=True), episode(1, LOOK)]), "split": "valid_seen"}
+    path.write_text(json.dumps(written))
+    assert read_summary(path) == written
+    cases = [
+        (json.dumps({"won": 1}), "lacks eval/episodes, eval/won, eval/success, eval/mean_actions, "
+                                 "eval/non_admissible_rate, per_task_type: not an evaluation summary"),
+        (json.dumps({**written, "per_task_type": {"Pick": {"won": 1}}}), "lacks per_task_type.Pick.episodes:"),
+        (json.dumps({**written, "per_task_type": [1]}), "lacks per_task_type \\(an object\\):"),
+        (json.dumps([written]), "not a JSON object"),
+        ('{"eval/won": ', "not a readable JSON summary"),
+    ]
+    for text, message in cases:
+        path.write_text(text)
+        with pytest.raises(CorruptRecordError, match=f"^{re.escape(str(tmp_path))}/summary\\.json: {message}"):
+            read_summary(path)
+    path.write_text(json.dumps({"eval/episodes": 2, "eval/won": 1}))  # a reader that needs only these two
+    assert read_summary(path, ("eval/episodes", "eval/won")) == {"eval/episodes": 2, "eval/won": 1}
+    with pytest.raises(CorruptRecordError, match=r"summary\.json: no such file"):
+        read_summary(tmp_path / "gone" / "summary.json")

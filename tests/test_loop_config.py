@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from agentprm.errors import ConfigError
+from agentprm.evaluation import summarize
 from agentprm.loop import RunState, describe_config, load_config
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -105,6 +106,7 @@ def test_a_run_resumed_with_more_iterations_selects_again(tmp_path):
     for name, _ in run(1).stages():
         state.mark_done(name, 1.0)
     (tmp_path / "selected.json").write_text(json.dumps({"iteration": 1, "heldout_success": {"0": 0.2, "1": 0.3}}))
+    _write_play_summaries(run(1), state)
     assert run(1).stale_stages(state) == []
     stale = run(2).stale_stages(state)
     assert stale == ["select", "eval/selected_bon2", "report"]
@@ -115,6 +117,43 @@ def test_a_run_resumed_with_more_iterations_selects_again(tmp_path):
     state.mark_done("select", 1.0)
     state.mark_done("report", 1.0)
     assert run(1).stale_stages(state) == ["report"]  # heldout/pi1 is left to run; select's inputs were π0, π1
+
+
+def _write_play_summaries(run, state: RunState) -> None:
+    """A summary.json as `summarize` writes it in every finished playing stage's folder."""
+    import json
+
+    for name, _ in run.stages():
+        folder = run.summary_dir(name) if state.is_done(name) else None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "summary.json").write_text(json.dumps(summarize([])))
+
+
+def test_a_summary_edited_by_hand_makes_its_stage_select_and_the_report_run_again(tmp_path):
+    """stop 27 resumed a run whose held-out summaries were made by hand without the loop's keys, and
+    select stopped on a KeyError. Such a summary (or a missing one) now marks its stage to run again,
+    which rewrites it from its episodes; a held-out one also redoes select and what follows from it."""
+    import json
+
+    from agentprm.loop import Run
+
+    run = Run(load_config(CONFIGS / "smoke-tiny.yaml", [f"run_dir={tmp_path}", "data.heldout_games=6"]), show=False)
+    state = RunState(tmp_path)
+    for name, _ in run.stages():
+        state.mark_done(name, 1.0)
+    (tmp_path / "selected.json").write_text(json.dumps({"iteration": 1, "heldout_success": {"0": 0.2, "1": 0.3}}))
+    _write_play_summaries(run, state)
+    assert run.summary_dir("eval/selected_bon2") == tmp_path / "eval" / "pi1_bon2"
+    assert run.summary_dir("iter1/prm") is None and run.summary_dir("demos") == tmp_path / "demos"
+    (tmp_path / "heldout" / "pi1" / "summary.json").write_text(json.dumps({"eval/won": 3, "eval/episodes": 6}))
+    with pytest.warns(UserWarning, match=r"heldout/pi1/summary\.json: lacks eval/success, eval/mean_actions, "
+                                         r"eval/non_admissible_rate, per_task_type: .*stage heldout/pi1 runs again"):
+        assert run.stale_stages(state) == ["heldout/pi1", "select", "eval/selected_bon2", "report"]
+    _write_play_summaries(run, state)
+    (tmp_path / "eval" / "pi0" / "summary.json").unlink()
+    with pytest.warns(UserWarning, match=r"eval/pi0/summary\.json: no such file; stage eval/pi0 runs again"):
+        assert run.stale_stages(state) == ["eval/pi0", "report"]  # held-out games choose; select stands
 
 
 def test_heldout_games_stay_out_of_demos_and_rollouts(alfworld_root):

@@ -68,6 +68,21 @@ def test_train_loop_runs_and_resumes_after_kill(alfworld_root, tiny_model, tmp_p
     rollouts = (run / "iter1" / "rollouts" / "trajectories.jsonl").read_text().splitlines()
     assert len(rollouts) == 6 and len({json.loads(x)["episode_id"] for x in rollouts}) == 6
 
+    # a summary edited by hand (as stop 27's were, without the keys the loop writes): the rerun warns in one
+    # line, rewrites it from the episodes beside it without replaying one, and rewrites the report
+    summary = run / "eval" / "pi0" / "summary.json"
+    kept = json.loads(summary.read_text())
+    trajectories = (run / "eval" / "pi0" / "trajectories.jsonl").read_text()
+    summary.write_text(json.dumps({"won": kept["eval/won"]}))
+    proc = _start(cfg)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert f"warning: {summary}: lacks eval/episodes" in out and "stage eval/pi0 runs again" in out
+    assert (run / "eval" / "pi0" / "trajectories.jsonl").read_text() == trajectories
+    assert {k: v for k, v in json.loads(summary.read_text()).items() if k != "wall_s"} == \
+        {k: v for k, v in kept.items() if k != "wall_s"}
+    assert "▶ stage" in out and out.count("▶ stage") == 2  # eval/pi0 and report, nothing else
+
 
 def test_train_loop_with_bradley_terry_and_branches_reports_its_pairs(alfworld_root, tiny_model, tmp_path):
     # the real entry point, the smoke config, the loss changed and same-state branches on: every stage must

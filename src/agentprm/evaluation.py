@@ -12,11 +12,13 @@ meet a crash), so the reader must see how many there were, and that a rerun retr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentprm.atomic import save_figure, write_json, write_text
 from agentprm.envs.games import TASK_SHORT, TASK_TYPES
+from agentprm.errors import CorruptRecordError
 from agentprm.trajectory import Episode
 
 if TYPE_CHECKING:
@@ -68,6 +70,37 @@ def summarize(episodes: list[Episode]) -> dict[str, Any]:
         **agent_stats(finished),
         "per_task_type": per_type,
     }
+
+
+# What `summarize` writes and what the loop's select and report read back.
+SUMMARY_KEYS = ("eval/episodes", "eval/won", "eval/success", "eval/mean_actions", "eval/non_admissible_rate",
+                "per_task_type")
+
+
+def read_summary(path: Path, keys: tuple[str, ...] = SUMMARY_KEYS) -> dict[str, Any]:
+    """An evaluation's summary.json, checked for the `keys` of it that the reader uses (by default what
+    `summarize` writes; per task type, won and episodes). A summary edited by hand or written by another
+    tool then fails here, in one line that names the file and what it lacks, not as a KeyError deep in
+    `select` or the report."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptRecordError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorruptRecordError(f"{path}: not a readable JSON summary ({e})") from None
+    if not isinstance(data, dict):
+        raise CorruptRecordError(f"{path}: not a JSON object")
+    missing = [k for k in keys if k not in data]
+    per_type = data.get("per_task_type") if "per_task_type" in keys else None
+    if isinstance(per_type, dict):
+        missing += [f"per_task_type.{t}.{k}" for t, r in per_type.items() for k in ("won", "episodes")
+                    if not isinstance(r, dict) or k not in r]
+    elif per_type is not None:
+        missing.append("per_task_type (an object)")
+    if missing:
+        raise CorruptRecordError(f"{path}: lacks {', '.join(missing)}: not an evaluation summary as agentprm "
+                                 "writes it (evaluation.summarize)")
+    return data
 
 
 def expert_agreement(finished: list[Episode]) -> dict[str, float]:

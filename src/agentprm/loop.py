@@ -42,6 +42,7 @@ import platform
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -63,7 +64,7 @@ from agentprm.bounds import (
     ShapingCentre,
 )
 from agentprm.envs.games import SPLITS, TASK_TYPES
-from agentprm.errors import ConfigError, WorkerError
+from agentprm.errors import ConfigError, CorruptRecordError, WorkerError
 
 TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]
 Split = Literal[SPLITS]  # type: ignore[valid-type]
@@ -637,22 +638,52 @@ class Run:
         select again among all of them (then Best-of-N of the kept one), and the report must cover every
         stage, so it is rewritten whenever a stage is left to run."""
         names = [name for name, _ in self.stages()]
-        stale: list[str] = []
+        stale = self.unreadable_summaries(state, names)
         sel = self.dir / "selected.json"
         if state.is_done("select") and sel.is_file():
             seen = {int(k) for k in json.loads(sel.read_text())["heldout_success"]}
-            if seen != set(range(self.cfg.iterations + 1)):
+            if seen != set(range(self.cfg.iterations + 1)) or any(n.startswith("heldout/") for n in stale):
                 stale += ["select", *(n for n in names if n.startswith("eval/selected_bon"))]
         if stale or any(not state.is_done(n) for n in names if n != "report"):
             stale.append("report")
         return [n for n in stale if state.is_done(n)]
+
+    def summary_dir(self, stage: str) -> Path | None:
+        """The folder of a finished playing stage (demos, eval/…, heldout/…), whose summary.json select and
+        the report read; None for other stages, and for a Best-of-N of the kept π before select ran."""
+        if stage.startswith("eval/selected_bon"):
+            if not (self.dir / "selected.json").is_file():
+                return None
+            return self.dir / "eval" / f"pi{self.selected()}_bon{stage.removeprefix('eval/selected_bon')}"
+        return self.dir / stage if stage == "demos" or stage.startswith(("eval/", "heldout/")) else None
+
+    def unreadable_summaries(self, state: RunState, names: list[str]) -> list[str]:
+        """Finished playing stages whose summary.json is missing or not as agentprm writes it (edited by
+        hand, copied from elsewhere): they run again, which replays no episode (its trajectories.jsonl is
+        resumed from, every episode already there) and writes the summary afresh from them."""
+        from agentprm.evaluation import read_summary
+
+        stale = []
+        for name in names:
+            folder = self.summary_dir(name) if state.is_done(name) else None
+            if folder is None:
+                continue
+            try:
+                read_summary(folder / "summary.json")
+            except CorruptRecordError as e:
+                warnings.warn(f"{e}; stage {name} runs again to rewrite it from {folder / 'trajectories.jsonl'}",
+                              stacklevel=2)
+                stale.append(name)
+        return stale
 
     def selected(self) -> int:
         return int(json.loads((self.dir / "selected.json").read_text())["iteration"])
 
     def select(self) -> None:
         """Keep the iteration with the best held-out success (ties: the later one)."""
-        success = {i: json.loads((self.dir / "heldout" / f"pi{i}" / "summary.json").read_text())["eval/success"]
+        from agentprm.evaluation import read_summary
+
+        success = {i: read_summary(self.dir / "heldout" / f"pi{i}" / "summary.json")["eval/success"]
                    for i in range(self.cfg.iterations + 1)}
         best = max(success, key=lambda i: (success[i], i))
         write_json(self.dir / "selected.json", {"iteration": best, "heldout_success": success,

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from agentprm.atomic import save_figure, write_json, write_text
+from agentprm.evaluation import read_summary
 
 COLUMNS = ("All", "Pick", "Clean", "Heat", "Cool", "Look", "Pick2")
+DEMO_KEYS = ("eval/episodes", "eval/won", "eval/success", "eval/mean_actions")  # the demos line reads these
 
 
 def _order(name: str) -> tuple[int, int]:
@@ -22,7 +24,7 @@ def _order(name: str) -> tuple[int, int]:
 
 def collect(run_dir: Path, folder: str = "eval") -> list[tuple[str, dict[str, Any]]]:
     evals = sorted((run_dir / folder).glob("*/summary.json"), key=lambda p: _order(p.parent.name))
-    return [(p.parent.name, json.loads(p.read_text())) for p in evals]
+    return [(p.parent.name, read_summary(p)) for p in evals]
 
 
 def _finished(s: dict[str, Any]) -> int:
@@ -97,7 +99,8 @@ def _dagger_rounds(run_dir: Path) -> list[Path]:
 def _imitation(run_dir: Path) -> list[str]:
     """Where π0 came from: the demonstrator's games (won ones are the SFT data) and each SFT run
     (π0, then any DAgger rounds), so a weak π0 can be traced to its data or its training."""
-    demos = _read(run_dir / "demos" / "summary.json")
+    demos_summary = run_dir / "demos" / "summary.json"
+    demos = read_summary(demos_summary, DEMO_KEYS) if demos_summary.is_file() else {}
     sfts = [p for p in [run_dir / "pi0", *_dagger_rounds(run_dir)] if (p / "summary.json").is_file()]
     if not demos and not sfts:
         return []
