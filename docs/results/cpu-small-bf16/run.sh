@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Stop 28: the README's main job, once, uninterrupted, on a 2-core AMD EPYC with native bf16 (AVX512-BF16), so that
+# acting.cpu_bf16 and sft bf16_cpu take effect (they fall back to fp32 on the AVX2 box of stops 21-27). Run from the
+# repository root on a fresh machine. Stopped by hand before the end of the session (see the results log for where).
+set -euo pipefail
+bash scripts/setup.sh
+agentprm train --config configs/cpu-small.yaml            # run_dir: runs/cpu-small
+
+# The same π0 played on the held-out games with fp32 acting (acting.cpu_bf16=false), to tell a bf16-trained π0
+# from bf16 play: 25/60 against 26/60 under bf16 autocast.
+python docs/results/cpu-small-bf16/bon_prm.py runs/cpu-small 0 1 none heldout runs/s28/ho-pi0-fp32 \
+  acting.cpu_bf16=false
