@@ -8,5 +8,6 @@ agentprm train --config configs/cpu-small.yaml            # run_dir: runs/cpu-sm
 
 # The same π0 played on the held-out games with fp32 acting (acting.cpu_bf16=false), to tell a bf16-trained π0
 # from bf16 play: 25/60 against 26/60 under bf16 autocast.
-python docs/results/cpu-small-bf16/bon_prm.py runs/cpu-small 0 1 none heldout runs/s28/ho-pi0-fp32 \
-  acting.cpu_bf16=false
+# As run, by bon_prm.py's N=1 branch, a copy of greedy_heldout.py (Run._greedy, the loop's held-out jobs, the same
+# workers, steps and in-flight) whose Best-of-N branch never ran; the copy is removed, and this is the same play:
+python docs/results/cpu-small-bon-beta/greedy_heldout.py runs/cpu-small 0 runs/s28/ho-pi0-fp32 acting.cpu_bf16=false
